@@ -1,0 +1,233 @@
+//! Wiring: the store, the token index, the services, health, reflection, gRPC-web with CORS,
+//! and graceful shutdown. No business logic lives here.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::grpc::auth::Authenticator;
+use crate::grpc::{AuthorizerApi, IntegrationsApi, Ready, pb};
+use crate::index::TokenIndex;
+use crate::service::authorizer::Authorizer;
+use crate::service::clock::Clock;
+use crate::service::integrations::Integrations;
+use crate::store::Store;
+
+/// The health service name that reports liveness: SERVING while the process can answer.
+pub const LIVENESS_SERVICE: &str = "liveness";
+
+/// A bound, not yet running, privint server.
+pub struct App {
+    config: Config,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    authenticator: Authenticator,
+}
+
+impl App {
+    /// Validates the auth keys and binds the listening socket.
+    ///
+    /// # Errors
+    /// Returns an error if the keys are unusable or the address cannot be bound.
+    pub async fn bind(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let authenticator = Authenticator::new(
+            config.jwks_file.as_deref(),
+            config.hs256_secret.as_ref(),
+            &config.issuer,
+            &config.audience,
+        )
+        .map_err(anyhow::Error::msg)?;
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        Ok(Self {
+            config,
+            clock,
+            listener,
+            authenticator,
+        })
+    }
+
+    /// Returns the address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes: health answers at once; the APIs become ready once the
+    /// database is migrated and the token index is loaded. On shutdown, readiness turns
+    /// NOT_SERVING, new calls are refused and in-flight calls finish.
+    ///
+    /// # Errors
+    /// Returns an error if start-up (database, migrations, index) or the server fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            clock,
+            listener,
+            authenticator,
+        } = self;
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::grpc::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("cannot build the reflection service")?;
+
+        let integrations: Ready<Integrations> = Arc::new(OnceLock::new());
+        let authorizer: Ready<Authorizer> = Arc::new(OnceLock::new());
+        let max = config.max_message_bytes;
+        let integration_service = InterceptedService::new(
+            pb::integration_service_server::IntegrationServiceServer::new(IntegrationsApi::new(
+                Arc::clone(&integrations),
+            ))
+            .max_decoding_message_size(max),
+            authenticator,
+        );
+        let authorizer_service = pb::token_authorizer_server::TokenAuthorizerServer::new(
+            AuthorizerApi::new(Arc::clone(&authorizer)),
+        )
+        .max_decoding_message_size(max);
+
+        let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .accept_http1(true)
+            .layer(cors(&config.cors_allowed_origins))
+            .layer(tonic_web::GrpcWebLayer::new())
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(integration_service)
+            .add_service(authorizer_service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stop_receiver.await;
+            });
+        let server = tokio::spawn(server);
+
+        let startup = async {
+            let store = Store::connect(config.database_url.expose_secret())
+                .await
+                .context("cannot connect to the database")?;
+            store
+                .migrate()
+                .await
+                .context("cannot migrate the database")?;
+            let index = Arc::new(TokenIndex::new());
+            for loaded in store
+                .load_all()
+                .await
+                .context("cannot load the token index")?
+            {
+                index.apply(&loaded.integration, &loaded.retired);
+            }
+            let last_event_id = store
+                .last_event_id()
+                .await
+                .context("cannot read the event log")?;
+            let catalog = Arc::new(config.catalog.clone());
+            info!(tokens = index.len(), "token index loaded");
+            let service = Integrations::new(
+                store,
+                Arc::clone(&index),
+                Arc::clone(&catalog),
+                config.rotation.clone(),
+                Arc::clone(&clock),
+                last_event_id,
+            );
+            let _ = integrations.set(Arc::new(service));
+            let _ = authorizer.set(Arc::new(Authorizer::new(
+                index,
+                catalog,
+                Arc::clone(&clock),
+            )));
+            anyhow::Ok(())
+        };
+        tokio::pin!(shutdown);
+        tokio::select! {
+            started = startup => started?,
+            () = &mut shutdown => {
+                let _ = stop_sender.send(());
+                return server.await.context("server task failed")?.context("server failed");
+            }
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+        info!(addr = %config.listen_addr, "privint is ready");
+
+        shutdown.await;
+        info!("shutting down: finishing in-flight calls");
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = stop_sender.send(());
+        match tokio::time::timeout(Duration::from_secs(30), server).await {
+            Ok(result) => result
+                .context("server task failed")?
+                .context("server failed")?,
+            Err(_) => warn!("in-flight calls did not finish within 30 s"),
+        }
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Returns a CORS layer allowing gRPC-web calls from `origins` (none if empty).
+fn cors(origins: &[http::HeaderValue]) -> CorsLayer {
+    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
+        .allow_methods([http::Method::POST, http::Method::OPTIONS])
+        .allow_headers([
+            CONTENT_TYPE,
+            AUTHORIZATION,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static("traceparent"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+        ])
+        .max_age(Duration::from_secs(24 * 60 * 60))
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("received SIGINT"),
+        () = terminate => info!("received SIGTERM"),
+    }
+}

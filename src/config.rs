@@ -1,0 +1,248 @@
+//! Configuration: `Settings` as read (a TOML file plus `APP__SECTION__KEY` environment
+//! variables, over documented defaults), validated once into `Config` at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::scope::Catalog;
+use crate::service::integrations::{MIN_GRACE, RotationPolicy};
+
+/// The scope catalog shipped with privint (`scopes.toml`).
+pub const DEFAULT_SCOPES: &str = include_str!("../scopes.toml");
+
+/// The HS256 secret `privint serve --dev` and `privint dev-jwt` use when none is configured.
+///
+/// DEVELOPMENT ONLY: it is public, so anyone can mint management JWTs for a server that uses it.
+pub const DEV_SECRET: &str = "privint-development-secret-do-not-use-in-production";
+
+/// The settings as written in the file and environment; see README "Configuration".
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where gRPC, gRPC-web, health and reflection are served.
+    pub listen_addr: String,
+    /// `sqlite://path` (created if missing) or `postgres://user:password@host/db`.
+    pub database_url: String,
+    /// A scope catalog file replacing the shipped one.
+    pub scopes_file: Option<PathBuf>,
+    /// Browser origins allowed to call over gRPC-web, e.g. `https://admin.example.com`.
+    pub cors_allowed_origins: Vec<String>,
+    /// The largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// The default log filter (overridden by `RUST_LOG`).
+    pub log_filter: String,
+    pub rotation: RotationSettings,
+    pub auth: AuthSettings,
+}
+
+/// Token lifetime bounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationSettings {
+    #[serde(with = "humantime_serde")]
+    pub default_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub rotation_age: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_expiry: Duration,
+}
+
+/// How management callers' JWTs are verified.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// The required `iss` claim.
+    pub issuer: String,
+    /// The required `aud` claim.
+    pub audience: String,
+    /// A JWKS file of EdDSA, ES256 or RS256 public keys.
+    pub jwks_file: Option<PathBuf>,
+    /// An HS256 secret (at least 32 bytes), for single-team setups.
+    pub hs256_secret: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("jwks_file", &self.jwks_file)
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen_addr: "127.0.0.1:50051".to_owned(),
+            database_url: "sqlite://privint.db".to_owned(),
+            scopes_file: None,
+            cors_allowed_origins: Vec::new(),
+            max_message_bytes: 256 * 1024,
+            log_filter: "info".to_owned(),
+            rotation: RotationSettings::default(),
+            auth: AuthSettings::default(),
+        }
+    }
+}
+
+const DAY: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl Default for RotationSettings {
+    fn default() -> Self {
+        Self {
+            default_grace: 7 * DAY,
+            max_grace: 30 * DAY,
+            rotation_age: 90 * DAY,
+            max_expiry: 365 * DAY,
+        }
+    }
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuer: "privint".to_owned(),
+            audience: "privint".to_owned(),
+            jwks_file: None,
+            hs256_secret: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads the defaults, then `file` (if given), then `APP__...` environment variables.
+    ///
+    /// # Errors
+    /// Returns a message naming the bad file or key.
+    pub fn load(file: Option<&Path>) -> Result<Self, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(format!("config file {} does not exist", file.display()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment
+            .merge(Env::prefixed("APP__").split("__"))
+            .extract()
+            .map_err(|err| format!("invalid configuration: {err}"))
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub database_url: SecretString,
+    pub catalog: Catalog,
+    pub cors_allowed_origins: Vec<http::HeaderValue>,
+    pub max_message_bytes: usize,
+    pub log_filter: String,
+    pub rotation: RotationPolicy,
+    pub jwks_file: Option<PathBuf>,
+    pub hs256_secret: Option<SecretString>,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("database_url", &"[redacted]")
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("rotation", &self.rotation)
+            .field("jwks_file", &self.jwks_file)
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TryFrom<Settings> for Config {
+    type Error = String;
+
+    fn try_from(settings: Settings) -> Result<Self, String> {
+        let listen_addr = settings
+            .listen_addr
+            .parse()
+            .map_err(|err| format!("invalid listen_addr {:?}: {err}", settings.listen_addr))?;
+        if !(settings.database_url.starts_with("sqlite:")
+            || settings.database_url.starts_with("postgres://")
+            || settings.database_url.starts_with("postgresql://"))
+        {
+            return Err("database_url must start with sqlite:// or postgres://".to_owned());
+        }
+        let catalog_text = match &settings.scopes_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read scopes_file {}: {err}", path.display()))?,
+            None => DEFAULT_SCOPES.to_owned(),
+        };
+        let catalog = Catalog::from_toml(&catalog_text)?;
+        let cors_allowed_origins = settings
+            .cors_allowed_origins
+            .iter()
+            .map(|origin| {
+                http::HeaderValue::from_str(origin)
+                    .map_err(|_| format!("invalid CORS origin {origin:?}"))
+            })
+            .collect::<Result<_, _>>()?;
+        if settings.max_message_bytes < 1024 {
+            return Err("max_message_bytes must be at least 1024".to_owned());
+        }
+        let duration = |name: &str, duration: Duration| {
+            chrono::Duration::from_std(duration)
+                .map_err(|_| format!("rotation.{name} is too large"))
+        };
+        let rotation = RotationPolicy {
+            default_grace: duration("default_grace", settings.rotation.default_grace)?,
+            max_grace: duration("max_grace", settings.rotation.max_grace)?,
+            rotation_age: duration("rotation_age", settings.rotation.rotation_age)?,
+            max_expiry: duration("max_expiry", settings.rotation.max_expiry)?,
+        };
+        if rotation.max_grace < MIN_GRACE
+            || rotation.default_grace < MIN_GRACE
+            || rotation.default_grace > rotation.max_grace
+        {
+            return Err("rotation: need 1 minute <= default_grace <= max_grace".to_owned());
+        }
+        Ok(Self {
+            listen_addr,
+            database_url: SecretString::from(settings.database_url),
+            catalog,
+            cors_allowed_origins,
+            max_message_bytes: settings.max_message_bytes,
+            log_filter: settings.log_filter,
+            rotation,
+            jwks_file: settings
+                .auth
+                .jwks_file
+                .filter(|path| !path.as_os_str().is_empty()),
+            hs256_secret: settings
+                .auth
+                .hs256_secret
+                .filter(|secret| !secret.is_empty())
+                .map(SecretString::from),
+            issuer: settings.auth.issuer,
+            audience: settings.auth.audience,
+        })
+    }
+}

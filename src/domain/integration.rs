@@ -1,0 +1,613 @@
+//! Integrations, their tokens, and every lifecycle transition of SPEC §3 as a pure function.
+//!
+//! A transition changes an [`Integration`] in memory and says what to persist; it does no IO
+//! and takes `now` as a parameter. The store persists the result in one transaction.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+
+use crate::domain::error::{Error, Violation};
+use crate::domain::scope::ScopeSet;
+use crate::domain::token::{PlainToken, TokenHash};
+
+/// The longest name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+/// The longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// The id of an agency or a location, owned by another system.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AccountId(
+    // Invariant: 1..=64 characters of `[A-Za-z0-9_-]`.
+    String,
+);
+
+impl AccountId {
+    /// Parses an account id; `field` names the request field for the error.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` unless `id` is 1..=64 characters of `[A-Za-z0-9_-]`.
+    pub fn parse(field: &'static str, id: &str) -> Result<Self, Error> {
+        if id.is_empty()
+            || id.len() > 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(Violation::new(
+                field,
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
+            )
+            .into());
+        }
+        Ok(Self(id.to_owned()))
+    }
+
+    /// Parses an optional account id: the empty string is `None`.
+    ///
+    /// # Errors
+    /// As [`AccountId::parse`] for a non-empty `id`.
+    pub fn parse_optional(field: &'static str, id: &str) -> Result<Option<Self>, Error> {
+        if id.is_empty() {
+            Ok(None)
+        } else {
+            Self::parse(field, id).map(Some)
+        }
+    }
+
+    /// Returns the id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The level an integration is owned at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Agency,
+    Location,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Agency => "agency",
+            Self::Location => "location",
+        })
+    }
+}
+
+/// Who owns an integration: an agency, or one location of an agency.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub agency_id: AccountId,
+    /// `None` for an agency-level integration.
+    pub location_id: Option<AccountId>,
+}
+
+impl Owner {
+    /// Returns the level this owner implies.
+    pub fn level(&self) -> Level {
+        if self.location_id.is_some() {
+            Level::Location
+        } else {
+            Level::Agency
+        }
+    }
+}
+
+/// Generates a stable id: a UUIDv7 in its hyphenated form.
+fn new_uuid_v7() -> String {
+    uuid::Uuid::now_v7().hyphenated().to_string()
+}
+
+/// Declares a UUID-shaped id type.
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(
+            // Invariant: a hyphenated lowercase UUID.
+            String,
+        );
+
+        impl $name {
+            /// Returns a new id (a UUIDv7, so ids sort by creation time).
+            pub fn generate() -> Self {
+                Self(new_uuid_v7())
+            }
+
+            /// Parses an id; `field` names the request field for the error.
+            ///
+            /// # Errors
+            /// Returns `InvalidArgument` unless `id` is a hyphenated UUID.
+            pub fn parse(field: &'static str, id: &str) -> Result<Self, Error> {
+                match uuid::Uuid::try_parse(id) {
+                    Ok(uuid) if id.len() == 36 => Ok(Self(uuid.hyphenated().to_string())),
+                    _ => Err(Violation::new(field, "must be an id as returned by privint (a UUID)").into()),
+                }
+            }
+
+            /// Returns the id.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// The id of an integration.
+    IntegrationId
+);
+uuid_id!(
+    /// The id of a token (not the token itself).
+    TokenId
+);
+
+/// An integration's name: trimmed, 1..=100 characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntegrationName(
+    // Invariant: trimmed, not blank, at most 100 characters, no control characters.
+    String,
+);
+
+impl IntegrationName {
+    /// Parses a name, trimming surrounding white space.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` on `field` if the name is blank, too long or has control characters.
+    pub fn parse(field: &'static str, name: &str) -> Result<Self, Error> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(Violation::new(field, "must not be blank").into());
+        }
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(Violation::new(
+                field,
+                format!("must be at most {MAX_NAME_CHARS} characters"),
+            )
+            .into());
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Violation::new(field, "must not contain control characters").into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// Returns the name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An integration's description: 0..=1000 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Description(
+    // Invariant: at most 1000 characters.
+    String,
+);
+
+impl Description {
+    /// Parses a description.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` on `field` if it has more than 1000 characters.
+    pub fn parse(field: &'static str, description: &str) -> Result<Self, Error> {
+        if description.chars().count() > MAX_DESCRIPTION_CHARS {
+            return Err(Violation::new(
+                field,
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            )
+            .into());
+        }
+        Ok(Self(description.to_owned()))
+    }
+
+    /// Returns the description.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What privint keeps of one token: its digest and metadata, never the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: TokenId,
+    pub hash: TokenHash,
+    /// The prefix and the last four characters.
+    pub hint: String,
+    pub create_time: DateTime<Utc>,
+    /// When it stops working by itself; `None` for never.
+    pub expire_time: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token never works again.
+    pub revoke_time: Option<DateTime<Utc>>,
+}
+
+impl TokenRecord {
+    /// Returns the record of a freshly generated token.
+    pub fn issue(token: &PlainToken, now: DateTime<Utc>) -> Self {
+        Self {
+            id: TokenId::generate(),
+            hash: token.hash(),
+            hint: token.hint(),
+            create_time: now,
+            expire_time: None,
+            revoke_time: None,
+        }
+    }
+
+    /// Returns true if the token works at `now`: not revoked and not expired.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoke_time.is_none() && self.expire_time.is_none_or(|expire_time| now < expire_time)
+    }
+}
+
+/// How a rotation treats the tokens it replaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldTokens {
+    /// Every older token stops working at once.
+    ExpireNow,
+    /// The current token becomes previous and works for this long.
+    ExpireAfter(Duration),
+}
+
+/// Which tokens "expire now" expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireTarget {
+    /// The current and the previous token.
+    All,
+    /// Only the previous token of a rotation window.
+    Previous,
+}
+
+/// The kind of an audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    IntegrationCreated,
+    IntegrationUpdated,
+    TokenRotated,
+    TokenRotationCancelled,
+    TokenExpired,
+    TokenExpiryScheduled,
+    IntegrationDeleted,
+}
+
+impl EventKind {
+    const ALL: [Self; 7] = [
+        Self::IntegrationCreated,
+        Self::IntegrationUpdated,
+        Self::TokenRotated,
+        Self::TokenRotationCancelled,
+        Self::TokenExpired,
+        Self::TokenExpiryScheduled,
+        Self::IntegrationDeleted,
+    ];
+
+    /// Returns the event type as stored and shown: `integration.created`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IntegrationCreated => "integration.created",
+            Self::IntegrationUpdated => "integration.updated",
+            Self::TokenRotated => "token.rotated",
+            Self::TokenRotationCancelled => "token.rotation_cancelled",
+            Self::TokenExpired => "token.expired",
+            Self::TokenExpiryScheduled => "token.expiry_scheduled",
+            Self::IntegrationDeleted => "integration.deleted",
+        }
+    }
+
+    /// Parses a stored event type.
+    pub fn parse(kind: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|it| it.as_str() == kind)
+    }
+}
+
+/// An integration with its live token slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    pub id: IntegrationId,
+    pub owner: Owner,
+    pub name: IntegrationName,
+    pub description: Description,
+    pub scopes: ScopeSet,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    /// The user id of the creator.
+    pub created_by: String,
+    /// Bumped by every change; the etag is derived from it.
+    pub version: i64,
+    pub current: Option<TokenRecord>,
+    /// Set only while a rotation window is open (the token may since have expired by time).
+    pub previous: Option<TokenRecord>,
+}
+
+/// What a transition did, for the store to persist beside the integration itself.
+#[derive(Debug)]
+pub struct Change {
+    pub kind: EventKind,
+    /// Tokens that left the slots (revoked or replaced), to persist as they now are.
+    pub retired: Vec<TokenRecord>,
+    /// A token this change issued; it is also in the `current` slot.
+    pub issued: Option<TokenId>,
+    /// Event details: never a token or a digest.
+    pub details: Vec<(&'static str, String)>,
+}
+
+impl Change {
+    fn new(kind: EventKind) -> Self {
+        Self {
+            kind,
+            retired: Vec::new(),
+            issued: None,
+            details: Vec::new(),
+        }
+    }
+
+    fn detail(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.details.push((key, value.into()));
+        self
+    }
+}
+
+/// The fields an update may change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct Patch {
+    pub name: Option<IntegrationName>,
+    pub description: Option<Description>,
+    pub scopes: Option<ScopeSet>,
+}
+
+impl Integration {
+    /// Returns a new integration whose current token is `token`.
+    pub fn create(
+        owner: Owner,
+        name: IntegrationName,
+        description: Description,
+        scopes: ScopeSet,
+        created_by: String,
+        token: TokenRecord,
+        now: DateTime<Utc>,
+    ) -> (Self, Change) {
+        let integration = Self {
+            id: IntegrationId::generate(),
+            owner,
+            name,
+            description,
+            scopes,
+            create_time: now,
+            update_time: now,
+            created_by,
+            version: 1,
+            current: Some(token),
+            previous: None,
+        };
+        let mut change = Change::new(EventKind::IntegrationCreated)
+            .detail("name", integration.name.as_str())
+            .detail("scopes", integration.scopes.joined());
+        change.issued = integration.current.as_ref().map(|token| token.id.clone());
+        (integration, change)
+    }
+
+    /// Returns the etag clients send back for conditional changes.
+    pub fn etag(&self) -> String {
+        format!("v{}", self.version)
+    }
+
+    /// Returns the previous token if it still works at `now`.
+    pub fn live_previous(&self, now: DateTime<Utc>) -> Option<&TokenRecord> {
+        self.previous.as_ref().filter(|token| token.is_live(now))
+    }
+
+    /// Returns true if the current token is at least `rotation_age` old.
+    pub fn rotation_due(&self, rotation_age: Duration, now: DateTime<Utc>) -> bool {
+        self.current
+            .as_ref()
+            .is_some_and(|token| token.create_time + rotation_age <= now)
+    }
+
+    /// Changes name, description and/or scopes. The tokens do not change.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` if the patch changes nothing.
+    pub fn update(&mut self, patch: Patch, now: DateTime<Utc>) -> Result<Change, Error> {
+        if patch.name.is_none() && patch.description.is_none() && patch.scopes.is_none() {
+            return Err(Violation::new(
+                "update_mask",
+                "must name at least one of name, description, scopes",
+            )
+            .into());
+        }
+        let mut change = Change::new(EventKind::IntegrationUpdated);
+        if let Some(name) = patch.name {
+            change = change.detail("name", name.as_str());
+            self.name = name;
+        }
+        if let Some(description) = patch.description {
+            change = change.detail("description", "changed");
+            self.description = description;
+        }
+        if let Some(scopes) = patch.scopes {
+            change = change
+                .detail("scopes", scopes.joined())
+                .detail("previous_scopes", self.scopes.joined());
+            self.scopes = scopes;
+        }
+        self.touch(now);
+        Ok(change)
+    }
+
+    /// Makes `token` current; older tokens stop now or after a grace period.
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` while a previous token is still live.
+    pub fn rotate(
+        &mut self,
+        token: TokenRecord,
+        old: OldTokens,
+        now: DateTime<Utc>,
+    ) -> Result<Change, Error> {
+        if self.live_previous(now).is_some() {
+            return Err(Error::FailedPrecondition(
+                "a rotation is in progress: cancel the rotation or expire the previous token first",
+            ));
+        }
+        let mut change = Change::new(EventKind::TokenRotated).detail("token_id", token.id.as_str());
+        change.issued = Some(token.id.clone());
+        change.retired.extend(self.previous.take());
+        let old_current = self.current.replace(token);
+        match (old, old_current) {
+            (_, None) => change = change.detail("old_tokens", "none"),
+            (OldTokens::ExpireNow, Some(mut old_current)) => {
+                old_current.revoke_time.get_or_insert(now);
+                change = change
+                    .detail("old_tokens", "expired_now")
+                    .detail("previous_token_id", old_current.id.as_str());
+                change.retired.push(old_current);
+            }
+            (OldTokens::ExpireAfter(grace), Some(mut old_current)) => {
+                change = change.detail("previous_token_id", old_current.id.as_str());
+                if old_current.is_live(now) {
+                    // A grace period never extends a token's life beyond an expiry it already had.
+                    let grace_end = now + grace;
+                    let expire_time = old_current
+                        .expire_time
+                        .map_or(grace_end, |it| it.min(grace_end));
+                    old_current.expire_time = Some(expire_time);
+                    change = change
+                        .detail("old_tokens", "expire_later")
+                        .detail("previous_expire_time", expire_time.to_rfc3339());
+                    self.previous = Some(old_current);
+                } else {
+                    change = change.detail("old_tokens", "already_expired");
+                    change.retired.push(old_current);
+                }
+            }
+        }
+        self.touch(now);
+        Ok(change)
+    }
+
+    /// Revokes the new token and makes the previous token current again, with no expiry.
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` unless a previous token is live.
+    pub fn cancel_rotation(&mut self, now: DateTime<Utc>) -> Result<Change, Error> {
+        if self.live_previous(now).is_none() {
+            return Err(Error::FailedPrecondition(
+                "no rotation is in progress: there is no live previous token",
+            ));
+        }
+        let mut previous = self.previous.take().expect("live_previous returned Some");
+        previous.expire_time = None;
+        let mut change =
+            Change::new(EventKind::TokenRotationCancelled).detail("token_id", previous.id.as_str());
+        if let Some(mut cancelled) = self.current.replace(previous) {
+            cancelled.revoke_time.get_or_insert(now);
+            change = change.detail("revoked_token_id", cancelled.id.as_str());
+            change.retired.push(cancelled);
+        }
+        self.touch(now);
+        Ok(change)
+    }
+
+    /// Revokes every live token, or only the previous one.
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` if there is nothing live to expire.
+    pub fn expire(&mut self, target: ExpireTarget, now: DateTime<Utc>) -> Result<Change, Error> {
+        let change = match target {
+            ExpireTarget::Previous => {
+                if self.live_previous(now).is_none() {
+                    return Err(Error::FailedPrecondition(
+                        "no rotation is in progress: there is no live previous token",
+                    ));
+                }
+                Change::new(EventKind::TokenExpired).detail("target", "previous")
+            }
+            ExpireTarget::All => {
+                let any_live = self
+                    .current
+                    .iter()
+                    .chain(&self.previous)
+                    .any(|token| token.is_live(now));
+                if !any_live {
+                    return Err(Error::FailedPrecondition(
+                        "the integration has no live token to expire",
+                    ));
+                }
+                let mut change = Change::new(EventKind::TokenExpired).detail("target", "all");
+                change.retired.extend(self.current.take());
+                change
+            }
+        };
+        let mut change = change;
+        change.retired.extend(self.previous.take());
+        for token in &mut change.retired {
+            if token.is_live(now) {
+                token.revoke_time = Some(now);
+            }
+        }
+        self.touch(now);
+        Ok(change)
+    }
+
+    /// Sets or clears the expiry time of the current token.
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` unless the current token is live.
+    pub fn schedule_expiry(
+        &mut self,
+        expire_time: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Change, Error> {
+        let current = self.current.as_mut().filter(|token| token.is_live(now));
+        let Some(current) = current else {
+            return Err(Error::FailedPrecondition(
+                "the integration has no live current token: rotate to issue one",
+            ));
+        };
+        current.expire_time = expire_time;
+        let change = Change::new(EventKind::TokenExpiryScheduled)
+            .detail("token_id", current.id.as_str())
+            .detail(
+                "expire_time",
+                expire_time.map_or_else(|| "none".to_owned(), |it| it.to_rfc3339()),
+            );
+        self.touch(now);
+        Ok(change)
+    }
+
+    /// Revokes every token; the store then hides the integration.
+    pub fn delete(&mut self, now: DateTime<Utc>) -> Change {
+        let mut change =
+            Change::new(EventKind::IntegrationDeleted).detail("name", self.name.as_str());
+        change.retired.extend(self.current.take());
+        change.retired.extend(self.previous.take());
+        for token in &mut change.retired {
+            token.revoke_time.get_or_insert(now);
+        }
+        self.touch(now);
+        change
+    }
+
+    fn touch(&mut self, now: DateTime<Utc>) {
+        self.update_time = now;
+        self.version += 1;
+    }
+}

@@ -1,0 +1,327 @@
+//! Scopes, sets of scopes, and the scope catalog they are checked against.
+//!
+//! The catalog is data (`scopes.toml`, overridable by config); this module only validates it
+//! and answers questions about it. It does not read files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::Deserialize;
+
+use crate::domain::error::{Error, Violation};
+use crate::domain::integration::Level;
+
+/// The longest scope name accepted.
+const MAX_SCOPE_LEN: usize = 100;
+/// The most scopes one integration or one Authorize request may name.
+pub const MAX_SCOPES: usize = 200;
+
+/// A scope name such as `contacts.readonly` or `calendars/events.write`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Scope(
+    // Invariant: 1..=100 characters of `[A-Za-z0-9._/-]`.
+    String,
+);
+
+impl Scope {
+    /// Parses a scope name; it says nothing of whether the catalog knows it.
+    ///
+    /// # Errors
+    /// Returns `None` unless `name` is 1..=100 characters of `[A-Za-z0-9._/-]`.
+    pub fn parse(name: &str) -> Option<Self> {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_SCOPE_LEN
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'));
+        valid.then(|| Self(name.to_owned()))
+    }
+
+    /// Returns the scope's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A set of scopes, kept sorted and without duplicates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSet(
+    // Invariant: sorted ascending, no duplicates.
+    Vec<Scope>,
+);
+
+impl ScopeSet {
+    /// Returns the set of the given scopes.
+    pub fn new(scopes: impl IntoIterator<Item = Scope>) -> Self {
+        let set: BTreeSet<Scope> = scopes.into_iter().collect();
+        Self(set.into_iter().collect())
+    }
+
+    /// Returns the scopes in ascending order.
+    pub fn as_slice(&self) -> &[Scope] {
+        &self.0
+    }
+
+    /// Returns true if the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Returns true if `scope` is in the set.
+    pub fn contains(&self, scope: &Scope) -> bool {
+        self.0.binary_search(scope).is_ok()
+    }
+
+    /// Returns true if every scope of `required` is in this set.
+    pub fn permits(&self, required: &ScopeSet) -> bool {
+        required.0.iter().all(|scope| self.contains(scope))
+    }
+
+    /// Returns the scopes of `required` that this set lacks, in order.
+    pub fn missing<'a>(&'a self, required: &'a ScopeSet) -> impl Iterator<Item = &'a Scope> + 'a {
+        required.0.iter().filter(|scope| !self.contains(scope))
+    }
+
+    /// Returns the names joined by single spaces, as stored and shown in events.
+    pub fn joined(&self) -> String {
+        let names: Vec<&str> = self.0.iter().map(Scope::as_str).collect();
+        names.join(" ")
+    }
+}
+
+/// One entry of the scope catalog, as written in `scopes.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeEntry {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// The levels at which the scope may be granted: `agency`, `location` or both.
+    pub levels: Vec<Level>,
+}
+
+/// The file form of the catalog.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    scope: Vec<ScopeEntry>,
+}
+
+/// The scope catalog: every scope that may be granted, and at which levels.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    // Invariant: every key is a valid `Scope` and every entry has at least one level.
+    entries: BTreeMap<Scope, ScopeEntry>,
+}
+
+impl Catalog {
+    /// Parses a catalog from its TOML text.
+    ///
+    /// # Errors
+    /// Returns a message naming the first bad entry.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let file: CatalogFile =
+            toml::from_str(text).map_err(|err| format!("invalid scope catalog: {err}"))?;
+        let mut entries = BTreeMap::new();
+        for entry in file.scope {
+            let scope = Scope::parse(&entry.name)
+                .ok_or_else(|| format!("invalid scope name {:?}", entry.name))?;
+            if entry.levels.is_empty() {
+                return Err(format!("scope {scope} has no level"));
+            }
+            if entries.insert(scope.clone(), entry).is_some() {
+                return Err(format!("scope {scope} is listed twice"));
+            }
+        }
+        if entries.is_empty() {
+            return Err("the scope catalog is empty".to_owned());
+        }
+        Ok(Self { entries })
+    }
+
+    /// Returns the entries allowed at `level` (all of them for `None`), ordered by name.
+    pub fn entries(&self, level: Option<Level>) -> impl Iterator<Item = &ScopeEntry> {
+        self.entries
+            .values()
+            .filter(move |entry| level.is_none_or(|level| entry.levels.contains(&level)))
+    }
+
+    /// Returns true if the catalog knows `scope`.
+    pub fn knows(&self, scope: &Scope) -> bool {
+        self.entries.contains_key(scope)
+    }
+
+    /// Parses scope names that must all be in the catalog, at any level (an Authorize request's).
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` on `field` if there are too many or one is unknown.
+    pub fn known(&self, field: &'static str, names: &[String]) -> Result<ScopeSet, Error> {
+        if names.len() > MAX_SCOPES {
+            return Err(
+                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
+            );
+        }
+        let scopes =
+            names.iter().map(
+                |name| match Scope::parse(name).filter(|scope| self.knows(scope)) {
+                    Some(scope) => Ok(scope),
+                    None => Err(Error::from(Violation::new(
+                        field,
+                        format!("unknown scope {:?}", truncated(name)),
+                    ))),
+                },
+            );
+        Ok(ScopeSet::new(scopes.collect::<Result<Vec<_>, _>>()?))
+    }
+
+    /// Parses the scopes an integration at `level` is to be granted.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` on `field` if the set is empty or too large, or if a scope is
+    /// unknown or not allowed at `level`.
+    pub fn grant(
+        &self,
+        field: &'static str,
+        names: &[String],
+        level: Level,
+    ) -> Result<ScopeSet, Error> {
+        if names.is_empty() {
+            return Err(Violation::new(field, "at least one scope is required").into());
+        }
+        if names.len() > MAX_SCOPES {
+            return Err(
+                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
+            );
+        }
+        let mut scopes = Vec::with_capacity(names.len());
+        for name in names {
+            let entry = Scope::parse(name).and_then(|scope| self.entries.get_key_value(&scope));
+            let Some((scope, entry)) = entry else {
+                return Err(
+                    Violation::new(field, format!("unknown scope {:?}", truncated(name))).into(),
+                );
+            };
+            if !entry.levels.contains(&level) {
+                return Err(Violation::new(
+                    field,
+                    format!("scope {scope} is not allowed at {level} level"),
+                )
+                .into());
+            }
+            scopes.push(scope.clone());
+        }
+        Ok(ScopeSet::new(scopes))
+    }
+}
+
+/// Returns at most 100 characters of untrusted input, for an error message.
+pub(crate) fn truncated(input: &str) -> String {
+    input.chars().take(MAX_SCOPE_LEN).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn set(names: &[&str]) -> ScopeSet {
+        ScopeSet::new(
+            names
+                .iter()
+                .map(|name| Scope::parse(name).expect("valid scope")),
+        )
+    }
+
+    #[track_caller]
+    fn check_permits(granted: &[&str], required: &[&str], expect: bool) {
+        assert_eq!(
+            set(granted).permits(&set(required)),
+            expect,
+            "{granted:?} permits {required:?}"
+        );
+    }
+
+    #[test]
+    fn permits() {
+        check_permits(&["a.readonly"], &[], true);
+        check_permits(&["a.readonly", "b.write"], &["b.write"], true);
+        check_permits(&["a.readonly", "b.write"], &["b.write", "a.readonly"], true);
+        check_permits(&["a.readonly"], &["a.write"], false);
+        check_permits(&[], &["a.readonly"], false);
+        check_permits(&["a.readonly"], &["a.readonly", "b.write"], false);
+    }
+
+    #[test]
+    fn scope_names() {
+        for good in [
+            "contacts.readonly",
+            "calendars/events.write",
+            "saas/company.read",
+            "x",
+        ] {
+            assert!(Scope::parse(good).is_some(), "{good}");
+        }
+        for bad in [
+            "",
+            "contacts readonly",
+            "contacts.readonly\n",
+            "ü",
+            &"a".repeat(101),
+        ] {
+            assert!(Scope::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_catalog_parses() {
+        let catalog = Catalog::from_toml(include_str!("../../scopes.toml")).expect("valid catalog");
+        let companies = Scope::parse("companies.readonly").expect("valid");
+        assert!(catalog.knows(&companies));
+        assert!(
+            catalog
+                .grant("scopes", &["companies.readonly".into()], Level::Location)
+                .is_err()
+        );
+        assert!(
+            catalog
+                .grant("scopes", &["companies.readonly".into()], Level::Agency)
+                .is_ok()
+        );
+    }
+
+    fn scope_names() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec("[a-e]{1,2}\\.(readonly|write)", 0..8)
+    }
+
+    proptest! {
+        #[test]
+        fn subset_implies_permits(granted in scope_names(), pick in prop::collection::vec(any::<prop::sample::Index>(), 0..8)) {
+            let granted_set = ScopeSet::new(granted.iter().filter_map(|name| Scope::parse(name)));
+            let required: Vec<Scope> = if granted_set.is_empty() { vec![] } else {
+                pick.iter().map(|index| index.get(granted_set.as_slice()).clone()).collect()
+            };
+            prop_assert!(granted_set.permits(&ScopeSet::new(required)));
+        }
+
+        #[test]
+        fn permits_iff_nothing_missing(granted in scope_names(), required in scope_names()) {
+            let granted = ScopeSet::new(granted.iter().filter_map(|name| Scope::parse(name)));
+            let required = ScopeSet::new(required.iter().filter_map(|name| Scope::parse(name)));
+            prop_assert_eq!(granted.permits(&required), granted.missing(&required).next().is_none());
+        }
+
+        #[test]
+        fn sets_are_sorted_and_deduplicated(names in scope_names()) {
+            let scopes = ScopeSet::new(names.iter().filter_map(|name| Scope::parse(name)));
+            prop_assert!(scopes.as_slice().windows(2).all(|pair| pair[0] < pair[1]));
+        }
+    }
+}

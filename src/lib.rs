@@ -1,0 +1,14 @@
+//! privint issues private integration tokens (scoped, rotatable access tokens an account owner
+//! creates for one third-party integration) and answers Authorize for every API request.
+//!
+//! Two planes share one process: management RPCs (rare writes, `service::integrations`) and
+//! Authorize (every request, answered from the in-memory `index`). See ARCHITECTURE.md.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod index;
+pub mod service;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,511 @@
+//! The management use cases: every lifecycle action of SPEC §3, each one transaction with one
+//! audit event, applied to this replica's token index before the call returns.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use ring::rand::SystemRandom;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::domain::caller::Caller;
+use crate::domain::error::{Error, Violation};
+use crate::domain::event::{Event, EventFilter};
+use crate::domain::integration::{
+    AccountId, Change, Description, EventKind, ExpireTarget, Integration, IntegrationId,
+    IntegrationName, Level, OldTokens, Owner, Patch, TokenRecord,
+};
+use crate::domain::scope::{Catalog, ScopeEntry};
+use crate::domain::token::PlainToken;
+use crate::index::TokenIndex;
+use crate::service::clock::Clock;
+use crate::store::Store;
+
+/// The bounds of token lifetimes, from configuration.
+#[derive(Debug, Clone)]
+pub struct RotationPolicy {
+    /// How long an old token keeps working after a rotation when the request names no period.
+    pub default_grace: Duration,
+    /// The longest grace period a request may ask for (the shortest is one minute).
+    pub max_grace: Duration,
+    /// Current tokens older than this are flagged `rotation_due`.
+    pub rotation_age: Duration,
+    /// How far ahead an expiry may be scheduled.
+    pub max_expiry: Duration,
+}
+
+/// The shortest grace period a rotation may ask for.
+pub const MIN_GRACE: Duration = Duration::minutes(1);
+
+/// What a new integration is to be.
+#[derive(Debug)]
+pub struct NewIntegration {
+    pub owner: Owner,
+    pub name: IntegrationName,
+    pub description: Description,
+    /// Validated against the catalog at the owner's level.
+    pub scopes: Vec<String>,
+}
+
+/// The fields an update changes; scopes are validated against the integration's level.
+#[derive(Debug, Default)]
+pub struct Update {
+    pub name: Option<IntegrationName>,
+    pub description: Option<Description>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// How a rotation treats the old token, as requested.
+#[derive(Debug, Clone, Copy)]
+pub enum RotateMode {
+    ExpireNow,
+    /// `None` means the configured default grace period.
+    ExpireAfter(Option<Duration>),
+}
+
+/// A page of a listing: the items and the cursor of the next page, if any.
+#[derive(Debug)]
+pub struct Page<T, C> {
+    pub items: Vec<T>,
+    pub next: Option<C>,
+}
+
+/// Manages integrations for callers allowed to.
+pub struct Integrations {
+    store: Store,
+    index: Arc<TokenIndex>,
+    catalog: Arc<Catalog>,
+    policy: RotationPolicy,
+    clock: Arc<dyn Clock>,
+    rng: SystemRandom,
+    /// The id of the newest event this replica knows of; watchers wake on changes.
+    last_event: watch::Sender<i64>,
+}
+
+impl Integrations {
+    /// Returns the service; `last_event_id` is the newest event id in the store.
+    pub fn new(
+        store: Store,
+        index: Arc<TokenIndex>,
+        catalog: Arc<Catalog>,
+        policy: RotationPolicy,
+        clock: Arc<dyn Clock>,
+        last_event_id: i64,
+    ) -> Self {
+        let (last_event, _) = watch::channel(last_event_id);
+        Self {
+            store,
+            index,
+            catalog,
+            policy,
+            clock,
+            rng: SystemRandom::new(),
+            last_event,
+        }
+    }
+
+    /// Returns the current time, as this service sees it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Returns true if the current token of `integration` is older than the rotation age at `now`.
+    pub fn rotation_due(&self, integration: &Integration, now: DateTime<Utc>) -> bool {
+        integration.rotation_due(self.policy.rotation_age, now)
+    }
+
+    /// Creates an integration with a new current token.
+    ///
+    /// # Errors
+    /// `PermissionDenied` if the caller may not manage the owner's integrations,
+    /// `InvalidArgument` for bad scopes, `Unavailable` if the database is down.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        new: NewIntegration,
+    ) -> Result<(Integration, PlainToken), Error> {
+        caller.check_manage_account(&new.owner)?;
+        let scopes = self
+            .catalog
+            .grant("scopes", &new.scopes, new.owner.level())?;
+        let now = self.clock.now();
+        let token = self.generate_token()?;
+        let record = TokenRecord::issue(&token, now);
+        let (integration, change) = Integration::create(
+            new.owner,
+            new.name,
+            new.description,
+            scopes,
+            caller.user_id.clone(),
+            record,
+            now,
+        );
+        let mut tx = self.store.begin().await?;
+        let event = tx
+            .insert_integration(&integration, &change, &caller.user_id)
+            .await?;
+        tx.commit().await?;
+        self.applied(&integration, &change, &event);
+        Ok((integration, token))
+    }
+
+    /// Returns an integration the caller may see.
+    ///
+    /// # Errors
+    /// `NotFound` if it does not exist, was deleted, or is out of the caller's reach.
+    pub async fn get(&self, caller: &Caller, id: &IntegrationId) -> Result<Integration, Error> {
+        let integration = self
+            .store
+            .find_integration(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        caller.check_view(&integration.owner, "integration", id.as_str())?;
+        Ok(integration)
+    }
+
+    /// Lists the integrations of an agency (all levels) or of one of its locations, in creation order.
+    ///
+    /// # Errors
+    /// `PermissionDenied` if the caller may not see that account.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        agency_id: AccountId,
+        location_id: Option<AccountId>,
+        after: Option<IntegrationId>,
+        page_size: u64,
+    ) -> Result<Page<Integration, IntegrationId>, Error> {
+        let account = Owner {
+            agency_id,
+            location_id,
+        };
+        // A whole agency is listed only by agency roles; location roles name their location.
+        caller.check_view_account(&account)?;
+        let mut items = self
+            .store
+            .list_integrations(
+                &account.agency_id,
+                account.location_id.as_ref(),
+                after.as_ref(),
+                page_size + 1,
+            )
+            .await?;
+        let next = if items.len() as u64 > page_size {
+            items.truncate(page_size as usize);
+            items.last().map(|it| it.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Changes name, description and/or scopes; a scope change takes effect for Authorize at once.
+    ///
+    /// # Errors
+    /// `NotFound`, `PermissionDenied`, `Aborted` for a stale etag, `InvalidArgument` for bad scopes.
+    pub async fn update(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+        update: Update,
+    ) -> Result<Integration, Error> {
+        let (integration, ()) = self
+            .change(caller, id, etag, |integration, now| {
+                let scopes = match &update.scopes {
+                    Some(names) => Some(self.catalog.grant(
+                        "integration.scopes",
+                        names,
+                        integration.owner.level(),
+                    )?),
+                    None => None,
+                };
+                let patch = Patch {
+                    name: update.name,
+                    description: update.description,
+                    scopes,
+                };
+                Ok((integration.update(patch, now)?, ()))
+            })
+            .await?;
+        Ok(integration)
+    }
+
+    /// Deletes an integration: every token stops working at once; its events stay.
+    ///
+    /// # Errors
+    /// `NotFound`, `PermissionDenied`, `Aborted` for a stale etag.
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+    ) -> Result<(), Error> {
+        self.change(caller, id, etag, |integration, now| {
+            Ok((integration.delete(now), ()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Issues a new current token; older tokens stop now or after a grace period.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` while a previous token is live, `InvalidArgument` for a grace period
+    /// out of range, and as [`Integrations::update`].
+    pub async fn rotate_token(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+        mode: RotateMode,
+    ) -> Result<(Integration, PlainToken), Error> {
+        let old = match mode {
+            RotateMode::ExpireNow => OldTokens::ExpireNow,
+            RotateMode::ExpireAfter(grace) => OldTokens::ExpireAfter(self.grace_period(grace)?),
+        };
+        let token = self.generate_token()?;
+        self.change(caller, id, etag, |integration, now| {
+            let change = integration.rotate(TokenRecord::issue(&token, now), old, now)?;
+            Ok((change, ()))
+        })
+        .await
+        .map(|(integration, ())| (integration, token))
+    }
+
+    /// Revokes the newest token and makes the previous one current again, with no expiry.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` unless a previous token is live, and as [`Integrations::update`].
+    pub async fn cancel_rotation(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+    ) -> Result<Integration, Error> {
+        let (integration, ()) = self
+            .change(caller, id, etag, |integration, now| {
+                Ok((integration.cancel_rotation(now)?, ()))
+            })
+            .await?;
+        Ok(integration)
+    }
+
+    /// Expires every live token now, or only the previous one.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` if there is nothing live to expire, and as [`Integrations::update`].
+    pub async fn expire_token(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+        target: ExpireTarget,
+    ) -> Result<Integration, Error> {
+        let (integration, ()) = self
+            .change(caller, id, etag, |integration, now| {
+                Ok((integration.expire(target, now)?, ()))
+            })
+            .await?;
+        Ok(integration)
+    }
+
+    /// Sets (or with `None` clears) the expiry time of the current token.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a time in the past or beyond the configured maximum,
+    /// `FailedPrecondition` without a live current token, and as [`Integrations::update`].
+    pub async fn schedule_token_expiry(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+        expire_time: Option<DateTime<Utc>>,
+    ) -> Result<Integration, Error> {
+        let max_expiry = self.policy.max_expiry;
+        let (integration, ()) = self
+            .change(caller, id, etag, |integration, now| {
+                if let Some(expire_time) = expire_time {
+                    if expire_time <= now {
+                        return Err(Violation::new("expire_time", "must be in the future").into());
+                    }
+                    if expire_time > now + max_expiry {
+                        let days = max_expiry.num_days();
+                        return Err(Violation::new(
+                            "expire_time",
+                            format!("must be at most {days} days ahead"),
+                        )
+                        .into());
+                    }
+                }
+                Ok((integration.schedule_expiry(expire_time, now)?, ()))
+            })
+            .await?;
+        Ok(integration)
+    }
+
+    /// Returns the scope catalog, or the part of it allowed at `level`.
+    pub fn list_scopes(&self, level: Option<Level>) -> Vec<ScopeEntry> {
+        self.catalog.entries(level).cloned().collect()
+    }
+
+    /// Lists the events of an integration or an account, newest first, older than `before`.
+    ///
+    /// # Errors
+    /// `NotFound` for an integration out of reach, `PermissionDenied` for an account out of reach.
+    pub async fn list_events(
+        &self,
+        caller: &Caller,
+        filter: &EventFilter,
+        before: Option<i64>,
+        page_size: u64,
+    ) -> Result<Page<Event, i64>, Error> {
+        self.check_events_reach(caller, filter).await?;
+        let mut items = self
+            .store
+            .list_events(filter, before, page_size + 1)
+            .await?;
+        let next = if items.len() as u64 > page_size {
+            items.truncate(page_size as usize);
+            items.last().map(|it| it.id)
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    /// Streams the events matching `filter` after `after` (or from now on), oldest first,
+    /// until the receiver is dropped.
+    ///
+    /// # Errors
+    /// As [`Integrations::list_events`], checked once before the stream starts.
+    pub async fn watch_events(
+        &self,
+        caller: &Caller,
+        filter: EventFilter,
+        after: Option<i64>,
+    ) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
+        self.check_events_reach(caller, &filter).await?;
+        let mut last_seen = match after {
+            Some(after) => after,
+            None => self.store.last_event_id().await?,
+        };
+        let (sender, receiver) = mpsc::channel(64);
+        let store = self.store.clone();
+        let mut wake = self.last_event.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let events = match store.events_after(&filter, last_seen, 100).await {
+                    Ok(events) => events,
+                    Err(err) => {
+                        let _ = sender.send(Err(err)).await;
+                        return;
+                    }
+                };
+                let caught_up = events.len() < 100;
+                for event in events {
+                    last_seen = event.id;
+                    if sender.send(Ok(event)).await.is_err() {
+                        return;
+                    }
+                }
+                if caught_up {
+                    // Wake on this replica's own changes, and poll as a safety net.
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                        _ = sender.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(receiver)
+    }
+
+    async fn check_events_reach(&self, caller: &Caller, filter: &EventFilter) -> Result<(), Error> {
+        match filter {
+            EventFilter::Integration(id) => {
+                let owner = self
+                    .store
+                    .find_owner(id)
+                    .await?
+                    .ok_or_else(|| not_found(id))?;
+                caller.check_view(&owner, "integration", id.as_str())
+            }
+            EventFilter::Account {
+                agency_id,
+                location_id,
+            } => caller.check_view_account(&Owner {
+                agency_id: agency_id.clone(),
+                location_id: location_id.clone(),
+            }),
+        }
+    }
+
+    /// Runs one lifecycle action: lock, check reach and etag, transition, save, commit, apply.
+    async fn change<T>(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+        transition: impl FnOnce(&mut Integration, DateTime<Utc>) -> Result<(Change, T), Error>,
+    ) -> Result<(Integration, T), Error> {
+        let mut tx = self.store.begin().await?;
+        // The clock is read after the lock is taken, so changes are stamped in commit order.
+        let mut integration = tx
+            .lock_integration(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        let now = self.clock.now();
+        caller.check_manage(&integration.owner, "integration", id.as_str())?;
+        if etag.is_some_and(|etag| etag != integration.etag()) {
+            return Err(Error::Aborted);
+        }
+        let (change, extra) = transition(&mut integration, now)?;
+        let deleted = change.kind == EventKind::IntegrationDeleted;
+        let event = tx
+            .save(&integration, &change, &caller.user_id, deleted)
+            .await?;
+        if let Err(err) = tx.commit().await {
+            warn!(integration.id = %id, "commit failed; the change may or may not have been applied");
+            return Err(err);
+        }
+        self.applied(&integration, &change, &event);
+        Ok((integration, extra))
+    }
+
+    /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.
+    fn applied(&self, integration: &Integration, change: &Change, event: &Event) {
+        self.index.apply(integration, &change.retired);
+        self.last_event.send_if_modified(|last| {
+            let newer = event.id > *last;
+            *last = (*last).max(event.id);
+            newer
+        });
+        info!(integration.id = %integration.id, event.id = event.id, event.kind = change.kind.as_str(), "integration changed");
+    }
+
+    fn grace_period(&self, requested: Option<Duration>) -> Result<Duration, Error> {
+        let grace = requested.unwrap_or(self.policy.default_grace);
+        if grace < MIN_GRACE || grace > self.policy.max_grace {
+            let max_minutes = self.policy.max_grace.num_minutes();
+            return Err(Violation::new(
+                "grace_period",
+                format!("must be from 1 to {max_minutes} minutes"),
+            )
+            .into());
+        }
+        Ok(grace)
+    }
+
+    fn generate_token(&self) -> Result<PlainToken, Error> {
+        PlainToken::generate(&self.rng).map_err(|err| Error::Internal(err.into()))
+    }
+}
+
+fn not_found(id: &IntegrationId) -> Error {
+    Error::NotFound {
+        entity: "integration",
+        id: id.as_str().to_owned(),
+    }
+}

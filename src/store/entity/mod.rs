@@ -1,0 +1,5 @@
+//! SeaORM entities: the database schema as Rust types. Nothing outside `store` sees them.
+
+pub mod event;
+pub mod integration;
+pub mod token;

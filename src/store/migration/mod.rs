@@ -1,0 +1,17 @@
+//! Schema migrations, one per file, run at start-up (or alone with `privint migrate`).
+//!
+//! A released migration never changes; a schema change is a new file.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261124_000001_initial;
+
+/// Every migration, in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261124_000001_initial::Migration)]
+    }
+}
