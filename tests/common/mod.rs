@@ -1,0 +1,360 @@
+//! Test support: `TestApp::spawn` serves privint on `127.0.0.1:0` over a fresh database
+//! (SQLite in a temporary directory, or a fresh PostgreSQL database from `TEST_DATABASE_URL`)
+//! and hands out real tonic clients.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use privint::app::App;
+use privint::config::{Config, Settings};
+use privint::grpc::auth::Claims;
+use privint::grpc::pb;
+use privint::service::clock::AdjustableClock;
+use sea_orm::{ConnectionTrait, Database};
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+pub const AGENCY: &str = "agency1";
+pub const LOCATION: &str = "loc1";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares `sqlite::NAME` and `postgres::NAME` tests for each `async fn NAME(Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
+        }
+    };
+}
+
+/// A database for one test; the SQLite directory lives as long as this.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// Returns a fresh database, or `None` for PostgreSQL when `TEST_DATABASE_URL` is unset
+    /// outside CI. Under `CI=true` a missing PostgreSQL fails the test: it never skips silently.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("privint.db").display());
+                Some(Self {
+                    url,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+                    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
+                        panic!(
+                            "TEST_DATABASE_URL is not set: CI must run the PostgreSQL tests (see .ci/run)"
+                        );
+                    }
+                    eprintln!(
+                        "SKIPPED: PostgreSQL test, TEST_DATABASE_URL is not set (bash .ci/run starts a throwaway PostgreSQL)"
+                    );
+                    return None;
+                };
+                let name = format!("privint_test_{}", uuid::Uuid::now_v7().simple());
+                let admin = Database::connect(&base)
+                    .await
+                    .expect("TEST_DATABASE_URL must reach PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let (prefix, _) = base
+                    .rsplit_once('/')
+                    .expect("TEST_DATABASE_URL ends with /database");
+                Some(Self {
+                    url: format!("{prefix}/{name}"),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+/// A running privint server and what a test needs to talk to it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub clock: Arc<AdjustableClock>,
+    pub db: TestDb,
+    settings: Settings,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Returns the settings tests use: a fresh database and the test HS256 secret.
+pub fn settings(db: &TestDb) -> Settings {
+    let mut settings = Settings::default();
+    settings.listen_addr = "127.0.0.1:0".to_owned();
+    settings.database_url = db.url.clone();
+    settings.auth.hs256_secret = Some(SECRET.to_owned());
+    settings.cors_allowed_origins = vec!["https://admin.example.com".to_owned()];
+    settings
+}
+
+impl TestApp {
+    /// Spawns a server on a fresh database of `backend`; `None` when that backend is not available.
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let settings = settings(&db);
+        Some(Self::spawn_with(db, settings, Arc::new(AdjustableClock::default())).await)
+    }
+
+    /// Spawns a server with these settings and clock, and waits until it reports SERVING.
+    pub async fn spawn_with(db: TestDb, settings: Settings, clock: Arc<AdjustableClock>) -> Self {
+        let config = Config::try_from(settings.clone()).expect("valid test config");
+        let app = App::bind(config, clock.clone()).await.expect("bind");
+        let addr = app.local_addr();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        let test_app = Self {
+            addr,
+            clock,
+            db,
+            settings,
+            shutdown: Some(shutdown),
+            server: Some(server),
+        };
+        test_app.wait_until_serving().await;
+        test_app
+    }
+
+    /// Stops this server and starts a new one on the same database (and clock).
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        let db = TestDb {
+            url: self.db.url.clone(),
+            _dir: self.db._dir.take(),
+        };
+        Self::spawn_with(db, self.settings.clone(), self.clock.clone()).await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+
+    async fn wait_until_serving(&self) {
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel().await);
+        for _ in 0..200 {
+            let request = tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            };
+            if let Ok(response) = health.check(request).await {
+                if response.into_inner().status
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("server did not become ready");
+    }
+
+    /// Returns a channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Returns a management client sending `jwt`.
+    pub async fn api_with(&self, jwt: &str) -> Api {
+        let bearer: MetadataValue<_> = format!("Bearer {jwt}").parse().expect("valid metadata");
+        pb::integration_service_client::IntegrationServiceClient::with_interceptor(
+            self.channel().await,
+            Bearer(Some(bearer)),
+        )
+    }
+
+    /// Returns a management client acting as an agency admin of `AGENCY` with no permission claim.
+    pub async fn api(&self) -> Api {
+        self.api_with(&jwt(user("agency_admin", AGENCY, &[], None)))
+            .await
+    }
+
+    /// Returns a management client sending no JWT.
+    pub async fn anonymous_api(&self) -> Api {
+        pb::integration_service_client::IntegrationServiceClient::with_interceptor(
+            self.channel().await,
+            Bearer(None),
+        )
+    }
+
+    /// Returns an Authorize client.
+    pub async fn authorizer(&self) -> pb::token_authorizer_client::TokenAuthorizerClient<Channel> {
+        pb::token_authorizer_client::TokenAuthorizerClient::new(self.channel().await)
+    }
+
+    /// Moves the server's clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.clock.advance(by);
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <jwt>` to every call (or nothing).
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(bearer) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Api =
+    pb::integration_service_client::IntegrationServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Returns the claims of a user valid for an hour.
+pub fn user(role: &str, agency: &str, locations: &[&str], permissions: Option<&[&str]>) -> Claims {
+    Claims {
+        sub: format!("user-{role}"),
+        iss: "privint".to_owned(),
+        aud: "privint".to_owned(),
+        exp: (Utc::now().timestamp() + 3600) as u64,
+        nbf: None,
+        agency_id: Some(agency.to_owned()),
+        role: Some(role.to_owned()),
+        location_ids: locations.iter().map(|it| (*it).to_owned()).collect(),
+        permissions: permissions.map(|it| it.iter().map(|p| (*p).to_owned()).collect()),
+    }
+}
+
+/// Signs `claims` with the test secret.
+pub fn jwt(claims: Claims) -> String {
+    signed(&claims, SECRET)
+}
+
+/// Signs `claims` with `secret` (HS256).
+pub fn signed(claims: &Claims, secret: &str) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), claims, &key).expect("sign")
+}
+
+/// Returns a create request for a location-level integration of `LOCATION`.
+pub fn location_integration(name: &str, scopes: &[&str]) -> pb::CreateIntegrationRequest {
+    pb::CreateIntegrationRequest {
+        agency_id: AGENCY.to_owned(),
+        location_id: LOCATION.to_owned(),
+        name: name.to_owned(),
+        description: "test integration".to_owned(),
+        scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
+    }
+}
+
+/// Creates a location-level integration with `contacts.readonly contacts.write`; returns it and its token.
+pub async fn create(api: &mut Api) -> (pb::Integration, String) {
+    let response = api
+        .create_integration(location_integration(
+            "Zapier",
+            &["contacts.readonly", "contacts.write"],
+        ))
+        .await
+        .expect("create")
+        .into_inner();
+    (response.integration.expect("integration"), response.token)
+}
+
+/// Asks Authorize whether `token` may act on `LOCATION` of `AGENCY` with `scopes`.
+pub async fn authorize(app: &TestApp, token: &str, scopes: &[&str]) -> pb::AuthorizeResponse {
+    authorize_on(app, token, scopes, AGENCY, LOCATION).await
+}
+
+/// Asks Authorize whether `token` may act on `agency`/`location` with `scopes`.
+pub async fn authorize_on(
+    app: &TestApp,
+    token: &str,
+    scopes: &[&str],
+    agency: &str,
+    location: &str,
+) -> pb::AuthorizeResponse {
+    let request = pb::AuthorizeRequest {
+        token: token.to_owned(),
+        required_scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
+        agency_id: agency.to_owned(),
+        location_id: location.to_owned(),
+    };
+    app.authorizer()
+        .await
+        .authorize(request)
+        .await
+        .expect("authorize answers")
+        .into_inner()
+}
+
+/// Returns the deny reason, or `None` for an allow.
+pub fn deny_reason(response: &pb::AuthorizeResponse) -> Option<pb::DenyReason> {
+    match response.decision() {
+        pb::Decision::Allow => None,
+        pb::Decision::Deny => Some(response.reason()),
+        pb::Decision::Unspecified => panic!("unspecified decision"),
+    }
+}
+
+/// Asserts `status` is INVALID_ARGUMENT with a BadRequest violation of `field`.
+#[track_caller]
+pub fn assert_violation(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let bad_request = status
+        .get_details_bad_request()
+        .expect("a google.rpc.BadRequest detail");
+    let fields: Vec<&str> = bad_request
+        .field_violations
+        .iter()
+        .map(|it| it.field.as_str())
+        .collect();
+    assert_eq!(fields, [field], "{status:?}");
+}
