@@ -22,6 +22,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Messages that carry a token get a redacting `Debug` (see `grpc::pb`).
+        .skip_debug([
+            ".privint.v1.AuthorizeRequest",
+            ".privint.v1.CreateIntegrationResponse",
+            ".privint.v1.RotateTokenResponse",
+        ])
         .compile_fds(descriptors)?;
     Ok(())
 }

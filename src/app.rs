@@ -10,15 +10,14 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::grpc::Ready;
 use crate::grpc::auth::Authenticator;
-use crate::grpc::{AuthorizerApi, IntegrationsApi, Ready, pb};
 use crate::index::TokenIndex;
 use crate::service::authorizer::Authorizer;
 use crate::service::clock::Clock;
@@ -77,6 +76,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let local_addr = self.local_addr();
         let Self {
             config,
             clock,
@@ -90,26 +90,14 @@ impl App {
         health
             .set_service_status(LIVENESS_SERVICE, ServingStatus::Serving)
             .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::grpc::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("cannot build the reflection service")?;
-
         let integrations: Ready<Integrations> = Arc::new(OnceLock::new());
         let authorizer: Ready<Authorizer> = Arc::new(OnceLock::new());
         let max = config.max_message_bytes;
-        let integration_service = InterceptedService::new(
-            pb::integration_service_server::IntegrationServiceServer::new(IntegrationsApi::new(
-                Arc::clone(&integrations),
-            ))
-            .max_decoding_message_size(max),
-            authenticator,
-        );
-        let authorizer_service = pb::token_authorizer_server::TokenAuthorizerServer::new(
-            AuthorizerApi::new(Arc::clone(&authorizer)),
-        )
-        .max_decoding_message_size(max);
+        let integration_service =
+            crate::grpc::integration_service(Arc::clone(&integrations), authenticator, max);
+        let authorizer_service = crate::grpc::authorizer_service(Arc::clone(&authorizer), max);
+        let reflection =
+            crate::grpc::reflection_service().context("cannot build the reflection service")?;
 
         let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
@@ -172,7 +160,7 @@ impl App {
             }
         }
         health.set_service_status("", ServingStatus::Serving).await;
-        info!(addr = %config.listen_addr, "privint is ready");
+        info!(addr = %local_addr, "privint is ready");
 
         shutdown.await;
         info!("shutting down: finishing in-flight calls");

@@ -10,13 +10,83 @@ mod convert;
 mod integrations;
 mod status;
 
+use tonic::service::interceptor::InterceptedService;
+
 pub use authorize::AuthorizerApi;
 pub use integrations::IntegrationsApi;
+
+use crate::grpc::auth::Authenticator;
+use crate::service::authorizer::Authorizer;
+use crate::service::integrations::Integrations;
+
+/// Returns `IntegrationService`, behind JWT authentication, refusing messages over `max_message_bytes`.
+pub fn integration_service(
+    service: Ready<Integrations>,
+    authenticator: Authenticator,
+    max_message_bytes: usize,
+) -> InterceptedService<
+    pb::integration_service_server::IntegrationServiceServer<IntegrationsApi>,
+    Authenticator,
+> {
+    let server = pb::integration_service_server::IntegrationServiceServer::new(
+        IntegrationsApi::new(service),
+    )
+    .max_decoding_message_size(max_message_bytes);
+    InterceptedService::new(server, authenticator)
+}
+
+/// Returns `TokenAuthorizer`, refusing messages over `max_message_bytes`.
+pub fn authorizer_service(
+    service: Ready<Authorizer>,
+    max_message_bytes: usize,
+) -> pb::token_authorizer_server::TokenAuthorizerServer<AuthorizerApi> {
+    pb::token_authorizer_server::TokenAuthorizerServer::new(AuthorizerApi::new(service))
+        .max_decoding_message_size(max_message_bytes)
+}
+
+/// Returns server reflection over privint's and the health service's descriptors.
+///
+/// # Errors
+/// Returns an error if a descriptor set does not decode.
+pub fn reflection_service() -> Result<
+    tonic_reflection::server::v1::ServerReflectionServer<
+        impl tonic_reflection::server::v1::ServerReflection,
+    >,
+    tonic_reflection::server::Error,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+}
 
 /// The generated protobuf types and gRPC stubs of `privint.v1`.
 pub mod pb {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("privint.v1");
+
+    // The messages that carry a token print it redacted, so no debug print can leak it.
+    macro_rules! redacted_debug {
+        ($($message:ident { $($field:ident),* }),* $(,)?) => {$(
+            impl std::fmt::Debug for $message {
+                fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.debug_struct(stringify!($message))
+                        .field("token", &"[redacted]")
+                        $(.field(stringify!($field), &self.$field))*
+                        .finish()
+                }
+            }
+        )*};
+    }
+    redacted_debug!(
+        AuthorizeRequest {
+            required_scopes,
+            location_id,
+            agency_id
+        },
+        CreateIntegrationResponse { integration },
+        RotateTokenResponse { integration },
+    );
 }
 
 /// The encoded descriptor set of `privint.v1`, served by server reflection.
