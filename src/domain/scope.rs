@@ -260,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn scope_names() {
+    fn scope_name_syntax() {
         for good in [
             "contacts.readonly",
             "calendars/events.write",

@@ -1,9 +1,9 @@
 //! Token format: generation, parsing and digest.
 //!
-//! A token is `pit-` + 44 base62 characters (256 random bits from ring's `SystemRandom`)
-//! + 6 base62 characters of CRC32 over the random part.
-//! The checksum lets a mistyped or truncated token be refused without any lookup,
-//! and the fixed prefix lets secret scanners recognise leaked tokens.
+//! A token is the prefix `pit-`, then 44 base62 characters carrying 256 random bits from ring's
+//! `SystemRandom`, then 6 base62 characters of CRC32 over the random part.
+//! The checksum lets a mistyped or truncated token be refused without any lookup, and the fixed
+//! prefix lets secret scanners recognise leaked tokens.
 //! Only [`TokenHash`] (SHA-256 of the whole token) is ever stored, cached or looked up.
 
 use std::fmt;

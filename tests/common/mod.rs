@@ -107,11 +107,13 @@ pub struct TestApp {
 
 /// Returns the settings tests use: a fresh database and the test HS256 secret.
 pub fn settings(db: &TestDb) -> Settings {
-    let mut settings = Settings::default();
-    settings.listen_addr = "127.0.0.1:0".to_owned();
-    settings.database_url = db.url.clone();
+    let mut settings = Settings {
+        listen_addr: "127.0.0.1:0".to_owned(),
+        database_url: db.url.clone(),
+        cors_allowed_origins: vec!["https://admin.example.com".to_owned()],
+        ..Settings::default()
+    };
     settings.auth.hs256_secret = Some(SECRET.to_owned());
-    settings.cors_allowed_origins = vec!["https://admin.example.com".to_owned()];
     settings
 }
 
@@ -173,12 +175,11 @@ impl TestApp {
             let request = tonic_health::pb::HealthCheckRequest {
                 service: String::new(),
             };
-            if let Ok(response) = health.check(request).await {
-                if response.into_inner().status
-                    == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-                {
-                    return;
-                }
+            let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+            if let Ok(response) = health.check(request).await
+                && response.into_inner().status == serving
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
