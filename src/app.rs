@@ -10,12 +10,12 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, TlsConfig};
 use crate::grpc::Ready;
 use crate::grpc::auth::Authenticator;
 use crate::index::TokenIndex;
@@ -95,12 +95,23 @@ impl App {
         let max = config.max_message_bytes;
         let integration_service =
             crate::grpc::integration_service(Arc::clone(&integrations), authenticator, max);
-        let authorizer_service = crate::grpc::authorizer_service(Arc::clone(&authorizer), max);
+        let require_client_cert = config
+            .tls
+            .as_ref()
+            .is_some_and(|tls| tls.client_ca_pem.is_some());
+        let authorizer_service =
+            crate::grpc::authorizer_service(Arc::clone(&authorizer), max, require_client_cert);
         let reflection =
             crate::grpc::reflection_service().context("cannot build the reflection service")?;
 
         let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let mut builder = Server::builder();
+        if let Some(tls) = &config.tls {
+            builder = builder
+                .tls_config(server_tls(tls))
+                .context("invalid TLS configuration")?;
+        }
+        let server = builder
             .accept_http1(true)
             .layer(cors(&config.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
@@ -176,6 +187,19 @@ impl App {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Returns the server's TLS settings: client certificates are optional at the handshake (browsers
+/// and management tools have none) and required by Authorize when a client CA is configured.
+fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
+    let identity = Identity::from_pem(&tls.cert_pem, tls.key_pem.expose_secret());
+    let config = ServerTlsConfig::new().identity(identity);
+    match &tls.client_ca_pem {
+        Some(ca) => config
+            .client_ca_root(Certificate::from_pem(ca))
+            .client_auth_optional(true),
+        None => config,
     }
 }
 

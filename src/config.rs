@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use secrecy::SecretString;
+use secrecy::{SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Catalog;
@@ -39,6 +39,19 @@ pub struct Settings {
     pub log_filter: String,
     pub rotation: RotationSettings,
     pub auth: AuthSettings,
+    pub tls: TlsSettings,
+}
+
+/// TLS for the port, and client certificates for Authorize callers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// The server certificate chain (PEM); with `key_file`, the port serves TLS only.
+    pub cert_file: Option<PathBuf>,
+    /// The server's private key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// A CA (PEM) whose client certificates are verified; with it, Authorize requires one.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Token lifetime bounds.
@@ -94,6 +107,7 @@ impl Default for Settings {
             log_filter: "info".to_owned(),
             rotation: RotationSettings::default(),
             auth: AuthSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -156,6 +170,43 @@ pub struct Config {
     pub hs256_secret: Option<SecretString>,
     pub issuer: String,
     pub audience: String,
+    /// `None` serves plaintext (for a sidecar or mesh that terminates TLS).
+    pub tls: Option<TlsConfig>,
+}
+
+/// The PEM material of the port's TLS, read at start-up.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: SecretSlice<u8>,
+    /// When set, client certificates are verified against it and Authorize requires one.
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl TlsConfig {
+    fn load(settings: &TlsSettings) -> Result<Option<Self>, String> {
+        let read = |name: &str, path: &Path| {
+            std::fs::read(path)
+                .map_err(|err| format!("cannot read tls.{name} {}: {err}", path.display()))
+        };
+        let client_ca_pem = settings
+            .client_ca_file
+            .as_deref()
+            .map(|path| read("client_ca_file", path))
+            .transpose()?;
+        match (&settings.cert_file, &settings.key_file) {
+            (Some(cert), Some(key)) => Ok(Some(Self {
+                cert_pem: read("cert_file", cert)?,
+                key_pem: SecretSlice::from(read("key_file", key)?),
+                client_ca_pem,
+            })),
+            (None, None) if client_ca_pem.is_none() => Ok(None),
+            (None, None) => {
+                Err("tls.client_ca_file needs tls.cert_file and tls.key_file".to_owned())
+            }
+            _ => Err("set both tls.cert_file and tls.key_file, or neither".to_owned()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -173,6 +224,16 @@ impl std::fmt::Debug for Config {
             )
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field(
+                "tls",
+                &self.tls.as_ref().map(|tls| {
+                    if tls.client_ca_pem.is_some() {
+                        "mutual"
+                    } else {
+                        "server"
+                    }
+                }),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +252,7 @@ impl TryFrom<Settings> for Config {
         {
             return Err("database_url must start with sqlite:// or postgres://".to_owned());
         }
+        let tls = TlsConfig::load(&settings.tls)?;
         let catalog_text = match &settings.scopes_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|err| format!("cannot read scopes_file {}: {err}", path.display()))?,
@@ -243,6 +305,7 @@ impl TryFrom<Settings> for Config {
                 .map(SecretString::from),
             issuer: settings.auth.issuer,
             audience: settings.auth.audience,
+            tls,
         })
     }
 }

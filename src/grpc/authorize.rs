@@ -10,12 +10,17 @@ use crate::service::authorizer::Authorizer;
 #[derive(Clone)]
 pub struct AuthorizerApi {
     service: Ready<Authorizer>,
+    /// Set when the port verifies client certificates: callers must present one.
+    require_client_cert: bool,
 }
 
 impl AuthorizerApi {
     /// Returns the API over an authorizer that becomes ready at start-up.
-    pub fn new(service: Ready<Authorizer>) -> Self {
-        Self { service }
+    pub fn new(service: Ready<Authorizer>, require_client_cert: bool) -> Self {
+        Self {
+            service,
+            require_client_cert,
+        }
     }
 }
 
@@ -27,6 +32,12 @@ impl pb::token_authorizer_server::TokenAuthorizer for AuthorizerApi {
         request: Request<pb::AuthorizeRequest>,
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let service = ready(&self.service)?;
+        // The handshake verified any certificate against the client CA; here one must exist.
+        if self.require_client_cert && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+            return Err(Status::unauthenticated(
+                "Authorize requires a client certificate",
+            ));
+        }
         let request = request.into_inner();
         let decision = service.authorize(
             &request.token,

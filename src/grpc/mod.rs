@@ -35,13 +35,18 @@ pub fn integration_service(
     InterceptedService::new(server, authenticator)
 }
 
-/// Returns `TokenAuthorizer`, refusing messages over `max_message_bytes`.
+/// Returns `TokenAuthorizer`, refusing messages over `max_message_bytes`, and callers without a
+/// verified client certificate when `require_client_cert`.
 pub fn authorizer_service(
     service: Ready<Authorizer>,
     max_message_bytes: usize,
+    require_client_cert: bool,
 ) -> pb::token_authorizer_server::TokenAuthorizerServer<AuthorizerApi> {
-    pb::token_authorizer_server::TokenAuthorizerServer::new(AuthorizerApi::new(service))
-        .max_decoding_message_size(max_message_bytes)
+    pb::token_authorizer_server::TokenAuthorizerServer::new(AuthorizerApi::new(
+        service,
+        require_client_cert,
+    ))
+    .max_decoding_message_size(max_message_bytes)
 }
 
 /// Returns server reflection over privint's and the health service's descriptors.

@@ -16,7 +16,7 @@ use privint::service::clock::AdjustableClock;
 use sea_orm::{ConnectionTrait, Database};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
 pub const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub const AGENCY: &str = "agency1";
@@ -100,6 +100,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub clock: Arc<AdjustableClock>,
     pub db: TestDb,
+    /// How clients reach a server that serves TLS.
+    pub client_tls: Option<ClientTlsConfig>,
     settings: Settings,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -127,6 +129,16 @@ impl TestApp {
 
     /// Spawns a server with these settings and clock, and waits until it reports SERVING.
     pub async fn spawn_with(db: TestDb, settings: Settings, clock: Arc<AdjustableClock>) -> Self {
+        Self::spawn_with_tls(db, settings, clock, None).await
+    }
+
+    /// Spawns a server whose clients connect with `client_tls` (when the settings enable TLS).
+    pub async fn spawn_with_tls(
+        db: TestDb,
+        settings: Settings,
+        clock: Arc<AdjustableClock>,
+        client_tls: Option<ClientTlsConfig>,
+    ) -> Self {
         let config = Config::try_from(settings.clone()).expect("valid test config");
         let app = App::bind(config, clock.clone()).await.expect("bind");
         let addr = app.local_addr();
@@ -138,6 +150,7 @@ impl TestApp {
             addr,
             clock,
             db,
+            client_tls,
             settings,
             shutdown: Some(shutdown),
             server: Some(server),
@@ -153,7 +166,13 @@ impl TestApp {
             url: self.db.url.clone(),
             _dir: self.db._dir.take(),
         };
-        Self::spawn_with(db, self.settings.clone(), self.clock.clone()).await
+        Self::spawn_with_tls(
+            db,
+            self.settings.clone(),
+            self.clock.clone(),
+            self.client_tls.clone(),
+        )
+        .await
     }
 
     /// Stops the server gracefully and waits for it.
@@ -188,11 +207,14 @@ impl TestApp {
 
     /// Returns a channel to the server.
     pub async fn channel(&self) -> Channel {
-        Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("valid uri")
-            .connect()
-            .await
-            .expect("connect")
+        let endpoint = match &self.client_tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{}", self.addr))
+                .expect("valid uri")
+                .tls_config(tls.clone())
+                .expect("valid client TLS"),
+            None => Endpoint::from_shared(format!("http://{}", self.addr)).expect("valid uri"),
+        };
+        endpoint.connect().await.expect("connect")
     }
 
     /// Returns a management client sending `jwt`.
