@@ -1,0 +1,109 @@
+//! The README walk-through, run with the real `privint` binary as the client of a real server.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Backend, TestApp};
+
+/// Runs `privint args...` against `app`; returns stdout, failing on a non-zero exit.
+fn privint(app: &TestApp, jwt: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_privint"));
+    command
+        .args(args)
+        .env("PRIVINT_ADDR", format!("http://{}", app.addr))
+        .env("APP__AUTH__HS256_SECRET", common::SECRET)
+        .env_remove("PRIVINT_JWT");
+    if let Some(jwt) = jwt {
+        command.env("PRIVINT_JWT", jwt);
+    }
+    let output = command.output().expect("run privint");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert!(
+        output.status.success(),
+        "privint {args:?} failed: {}{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn field<'a>(output: &'a str, name: &str) -> &'a str {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(name))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {name} in {output}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walk_through() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let jwt = privint(
+        &app,
+        None,
+        &["dev-jwt", "--agency", "agency1", "--role", "agency_admin"],
+    );
+    let jwt = Some(jwt.trim());
+
+    let scopes = privint(&app, jwt, &["scopes", "--level", "location"]);
+    assert!(scopes.contains("contacts.readonly") && !scopes.contains("companies.readonly"));
+    let created = privint(
+        &app,
+        jwt,
+        &[
+            "create",
+            "--agency",
+            "agency1",
+            "--location",
+            "loc1",
+            "--name",
+            "Zapier",
+            "--scope",
+            "contacts.readonly",
+            "--scope",
+            "contacts.write",
+        ],
+    );
+    let (id, t1) = (field(&created, "id"), field(&created, "token:"));
+    assert!(t1.starts_with("pit-"));
+
+    let authorize = |token: &str, extra: &[&str]| {
+        let mut args = vec!["authorize", "--token", token, "--location", "loc1"];
+        args.extend_from_slice(extra);
+        privint(&app, None, &args)
+    };
+    assert!(authorize(t1, &["--scope", "contacts.readonly"]).starts_with("ALLOW"));
+    let denied = authorize(t1, &["--scope", "calendars.write"]);
+    assert!(
+        denied.contains("DENY DENY_REASON_MISSING_SCOPES") && denied.contains("calendars.write"),
+        "{denied}"
+    );
+
+    let rotated = privint(&app, jwt, &["rotate", id, "--grace", "1h"]);
+    let t2 = field(&rotated, "token:");
+    let old = authorize(t1, &[]);
+    assert!(
+        old.starts_with("ALLOW") && old.contains("previous token"),
+        "{old}"
+    );
+    assert!(authorize(t2, &[]).starts_with("ALLOW"));
+
+    privint(&app, jwt, &["cancel-rotation", id]);
+    assert!(authorize(t2, &[]).contains("DENY_REASON_REVOKED_TOKEN"));
+    assert!(authorize(t1, &[]).starts_with("ALLOW"));
+
+    privint(&app, jwt, &["expire", id]);
+    assert!(authorize(t1, &[]).contains("DENY_REASON_REVOKED_TOKEN"));
+    let events = privint(&app, jwt, &["events", "--integration", id]);
+    for kind in [
+        "integration.created",
+        "token.rotated",
+        "token.rotation_cancelled",
+        "token.expired",
+    ] {
+        assert!(events.contains(kind), "{events}");
+    }
+    assert!(privint(&app, jwt, &["list", "--agency", "agency1"]).contains(id));
+    privint(&app, jwt, &["delete", id]);
+    assert!(!privint(&app, jwt, &["list", "--agency", "agency1"]).contains(id));
+}
