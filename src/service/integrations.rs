@@ -10,7 +10,7 @@ use tracing::{info, warn};
 
 use crate::domain::caller::Caller;
 use crate::domain::error::{Error, Violation};
-use crate::domain::event::{Event, EventFilter};
+use crate::domain::event::{Event, EventFilter, deliverable};
 use crate::domain::integration::{
     AccountId, Change, Description, EventKind, ExpireTarget, Integration, IntegrationId,
     IntegrationName, Level, OldTokens, Owner, Patch, TokenRecord,
@@ -33,6 +33,9 @@ pub struct RotationPolicy {
     /// How far ahead an expiry may be scheduled.
     pub max_expiry: Duration,
 }
+
+/// How many events one read of the feed returns at most.
+const FEED_BATCH: u64 = 500;
 
 /// The shortest grace period a rotation may ask for.
 pub const MIN_GRACE: Duration = Duration::minutes(1);
@@ -392,29 +395,38 @@ impl Integrations {
         };
         let (sender, receiver) = mpsc::channel(64);
         let store = self.store.clone();
+        let clock = Arc::clone(&self.clock);
         let mut wake = self.last_event.subscribe();
         tokio::spawn(async move {
             loop {
-                let events = match store.events_after(&filter, last_seen, 100).await {
+                // The whole feed is read so that gaps in the ids can be seen; the filter applies after.
+                let events = match store.events_after(last_seen, FEED_BATCH).await {
                     Ok(events) => events,
                     Err(err) => {
                         let _ = sender.send(Err(err)).await;
                         return;
                     }
                 };
-                let caught_up = events.len() < 100;
-                for event in events {
+                let ready = deliverable(&events, last_seen, clock.now());
+                let caught_up = ready == events.len() && events.len() < FEED_BATCH as usize;
+                for event in events.into_iter().take(ready) {
                     last_seen = event.id;
-                    if sender.send(Ok(event)).await.is_err() {
+                    if filter.matches(&event) && sender.send(Ok(event)).await.is_err() {
                         return;
                     }
                 }
-                if caught_up {
-                    // Wake on this replica's own changes, and poll as a safety net.
+                if ready == 0 || caught_up {
+                    // Wake on this replica's own changes, and poll as a safety net (and to
+                    // retry a gap that may be filled by a late commit).
+                    let pause = if caught_up {
+                        std::time::Duration::from_secs(1)
+                    } else {
+                        std::time::Duration::from_millis(100)
+                    };
                     tokio::select! {
                         _ = wake.changed() => {}
-                        _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-                        _ = sender.closed() => return,
+                        () = tokio::time::sleep(pause) => {}
+                        () = sender.closed() => return,
                     }
                 }
             }

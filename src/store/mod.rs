@@ -235,18 +235,15 @@ impl Store {
         rows.into_iter().map(event).collect()
     }
 
-    /// Returns up to `limit` events matching `filter` with ids above `after`, oldest first.
+    /// Returns up to `limit` events with ids above `after`, in id order: the change feed.
+    /// Ids are allocated at insert and become visible at commit, so a lower id may still appear
+    /// later; see `domain::event::deliverable`.
     ///
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure.
-    pub async fn events_after(
-        &self,
-        filter: &EventFilter,
-        after: i64,
-        limit: u64,
-    ) -> Result<Vec<Event>, Error> {
+    pub async fn events_after(&self, after: i64, limit: u64) -> Result<Vec<Event>, Error> {
         use entity::event::Column;
-        let query = filtered_events(filter).filter(Column::Id.gt(after));
+        let query = entity::event::Entity::find().filter(Column::Id.gt(after));
         let rows = query
             .order_by_asc(Column::Id)
             .limit(limit)
