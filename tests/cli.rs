@@ -107,3 +107,100 @@ async fn readme_walk_through() {
     privint(&app, jwt, &["delete", id]);
     assert!(!privint(&app, jwt, &["list", "--agency", "agency1"]).contains(id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_other_commands() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let jwt = privint(&app, None, &["dev-jwt", "--agency", "agency1"]);
+    let jwt = Some(jwt.trim());
+    let created = privint(
+        &app,
+        jwt,
+        &[
+            "create",
+            "--agency",
+            "agency1",
+            "--name",
+            "Reporting",
+            "--scope",
+            "companies.readonly",
+        ],
+    );
+    let id = field(&created, "id");
+    let updated = privint(
+        &app,
+        jwt,
+        &[
+            "update",
+            id,
+            "--name",
+            "Reports",
+            "--scope",
+            "users.readonly",
+            "--scope",
+            "companies.readonly",
+        ],
+    );
+    assert_eq!(field(&updated, "name"), "Reports");
+    assert_eq!(
+        field(&updated, "scopes"),
+        "companies.readonly users.readonly"
+    );
+    let scheduled = privint(&app, jwt, &["schedule-expiry", id, "--in", "30d"]);
+    assert!(
+        !field(&scheduled, "current token").ends_with("expires -)"),
+        "{scheduled}"
+    );
+    let cleared = privint(&app, jwt, &["schedule-expiry", id, "--clear"]);
+    assert!(
+        field(&cleared, "current token").ends_with("expires -)"),
+        "{cleared}"
+    );
+    privint(&app, jwt, &["rotate", id]);
+    let expired = privint(&app, jwt, &["expire", id, "--previous"]);
+    assert_eq!(field(&expired, "previous token"), "-");
+    let rotated = privint(&app, jwt, &["rotate", id, "--now"]);
+    let token = field(&rotated, "token:");
+    let allowed = privint(
+        &app,
+        None,
+        &[
+            "authorize",
+            "--token",
+            token,
+            "--agency",
+            "agency1",
+            "--scope",
+            "users.readonly",
+        ],
+    );
+    assert!(allowed.starts_with("ALLOW"), "{allowed}");
+    assert!(privint(&app, jwt, &["get", id]).contains("Reports"));
+}
+
+#[test]
+fn migrate_runs_alone_and_serve_refuses_to_start_without_keys() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database_url = format!("sqlite://{}", dir.path().join("privint.db").display());
+    let output = Command::new(env!("CARGO_BIN_EXE_privint"))
+        .arg("migrate")
+        .env("APP__DATABASE_URL", &database_url)
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("migrations applied"));
+    assert!(dir.path().join("privint.db").exists());
+
+    let output = Command::new(env!("CARGO_BIN_EXE_privint"))
+        .arg("serve")
+        .env("APP__DATABASE_URL", &database_url)
+        .env("APP__LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("APP__AUTH__HS256_SECRET")
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("auth.jwks_file or auth.hs256_secret"),
+        "{output:?}"
+    );
+}
