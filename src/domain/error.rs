@@ -32,8 +32,6 @@ pub enum Error {
     Aborted,
     #[error("{0}")]
     FailedPrecondition(&'static str),
-    #[error("authentication failed")]
-    Unauthenticated,
     #[error("{0}")]
     PermissionDenied(&'static str),
     #[error("the database is unavailable")]

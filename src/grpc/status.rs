@@ -29,7 +29,6 @@ impl From<Error> for Status {
                 "the etag does not match: the integration was changed since it was read",
             ),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
-            Error::Unauthenticated => Status::unauthenticated("authentication failed"),
             Error::PermissionDenied(message) => Status::permission_denied(message),
             Error::Unavailable(source) => {
                 warn!(error = ?source, "database unavailable");
