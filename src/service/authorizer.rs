@@ -7,7 +7,7 @@ use crate::domain::decision::{Decision, DenyReason, Target};
 use crate::domain::error::{Error, Violation};
 use crate::domain::integration::AccountId;
 use crate::domain::scope::Catalog;
-use crate::domain::token::PlainToken;
+use crate::domain::token::TokenHash;
 use crate::index::TokenIndex;
 use crate::service::clock::Clock;
 
@@ -52,11 +52,12 @@ impl Authorizer {
             .into());
         }
         let required = self.catalog.known("required_scopes", required)?;
-        let Ok(token) = PlainToken::parse(token) else {
+        // Digested in place: no copy of the token is made.
+        let Ok(token_hash) = TokenHash::parse(token) else {
             return Ok(Decision::Deny(DenyReason::MalformedToken));
         };
         Ok(self
             .index
-            .authorize(&token.hash(), &required, &target, self.clock.now()))
+            .authorize(&token_hash, &required, &target, self.clock.now()))
     }
 }
