@@ -178,6 +178,10 @@ impl App {
         health
             .set_service_status("", ServingStatus::NotServing)
             .await;
+        tokio::time::sleep(config.shutdown_delay).await;
+        if let Some(integrations) = integrations.get() {
+            integrations.stop_watchers();
+        }
         let _ = stop_sender.send(());
         match tokio::time::timeout(Duration::from_secs(30), server).await {
             Ok(result) => result

@@ -37,6 +37,10 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// The default log filter (overridden by `RUST_LOG`).
     pub log_filter: String,
+    /// How long the server keeps answering after readiness turns NOT_SERVING on SIGTERM, so
+    /// load balancers stop sending calls before the port closes.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_delay: Duration,
     pub rotation: RotationSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
@@ -105,6 +109,7 @@ impl Default for Settings {
             cors_allowed_origins: Vec::new(),
             max_message_bytes: 256 * 1024,
             log_filter: "info".to_owned(),
+            shutdown_delay: Duration::ZERO,
             rotation: RotationSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
@@ -165,6 +170,7 @@ pub struct Config {
     pub cors_allowed_origins: Vec<http::HeaderValue>,
     pub max_message_bytes: usize,
     pub log_filter: String,
+    pub shutdown_delay: Duration,
     pub rotation: RotationPolicy,
     pub jwks_file: Option<PathBuf>,
     pub hs256_secret: Option<SecretString>,
@@ -293,6 +299,7 @@ impl TryFrom<Settings> for Config {
             cors_allowed_origins,
             max_message_bytes: settings.max_message_bytes,
             log_filter: settings.log_filter,
+            shutdown_delay: settings.shutdown_delay,
             rotation,
             jwks_file: settings
                 .auth

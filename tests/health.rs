@@ -121,3 +121,46 @@ async fn ready_after_start_up_and_reflection_lists_services() {
         assert!(names.iter().any(|name| name == expected), "{names:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_turns_readiness_off_then_drains() {
+    let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+    let mut settings = common::settings(&db);
+    settings.shutdown_delay = std::time::Duration::from_millis(800);
+    let mut app = TestApp::spawn_with(db, settings, Arc::new(Default::default())).await;
+    let mut api = app.api().await;
+    let (_, token) = common::create(&mut api).await;
+    let watch = pb::WatchEventsRequest {
+        agency_id: common::AGENCY.to_owned(),
+        ..Default::default()
+    };
+    let mut stream = api.watch_events(watch).await.expect("watch").into_inner();
+    let mut health = HealthClient::new(app.channel().await);
+
+    app.begin_stop();
+    let mut not_serving = false;
+    for _ in 0..100 {
+        if status(&mut health, "").await == ServingStatus::NotServing {
+            not_serving = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(
+        not_serving,
+        "readiness turns NOT_SERVING as shutdown begins"
+    );
+    assert_eq!(
+        status(&mut health, "liveness").await,
+        ServingStatus::Serving
+    );
+    // During the delay, calls are still answered.
+    let answer = common::authorize(&app, &token, &[]).await;
+    assert_eq!(common::deny_reason(&answer), None);
+    // An open event stream ends cleanly, so it does not hold the drain up.
+    let end = tokio::time::timeout(std::time::Duration::from_secs(20), stream.message())
+        .await
+        .expect("the stream ends");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+    app.stop().await;
+}

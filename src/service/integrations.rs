@@ -83,6 +83,8 @@ pub struct Integrations {
     rng: SystemRandom,
     /// The id of the newest event this replica knows of; watchers wake on changes.
     last_event: watch::Sender<i64>,
+    /// Set on shutdown: event streams end so the server can drain.
+    stopping: watch::Sender<bool>,
 }
 
 impl Integrations {
@@ -96,6 +98,7 @@ impl Integrations {
         last_event_id: i64,
     ) -> Self {
         let (last_event, _) = watch::channel(last_event_id);
+        let (stopping, _) = watch::channel(false);
         Self {
             store,
             index,
@@ -104,7 +107,13 @@ impl Integrations {
             clock,
             rng: SystemRandom::new(),
             last_event,
+            stopping,
         }
+    }
+
+    /// Ends every event stream (WatchEvents), as the server shuts down.
+    pub fn stop_watchers(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// Returns the current time, as this service sees it.
@@ -397,8 +406,12 @@ impl Integrations {
         let store = self.store.clone();
         let clock = Arc::clone(&self.clock);
         let mut wake = self.last_event.subscribe();
+        let mut stopping = self.stopping.subscribe();
         tokio::spawn(async move {
             loop {
+                if *stopping.borrow_and_update() {
+                    return;
+                }
                 // The whole feed is read so that gaps in the ids can be seen; the filter applies after.
                 let events = match store.events_after(last_seen, FEED_BATCH).await {
                     Ok(events) => events,
@@ -427,6 +440,7 @@ impl Integrations {
                         _ = wake.changed() => {}
                         () = tokio::time::sleep(pause) => {}
                         () = sender.closed() => return,
+                        _ = stopping.changed() => {}
                     }
                 }
             }

@@ -175,11 +175,16 @@ impl TestApp {
         .await
     }
 
-    /// Stops the server gracefully and waits for it.
-    pub async fn stop(&mut self) {
+    /// Starts a graceful shutdown, as SIGTERM does, without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        self.begin_stop();
         if let Some(server) = self.server.take() {
             server
                 .await
