@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::domain::integration::{AccountId, IntegrationId, Owner, TokenId};
-use crate::domain::scope::{Scope, ScopeSet};
+use crate::domain::scope::{RequiredScopes, ScopeSet};
 
 /// What an integration may do: shared by all its tokens, replaced whole on a scope change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub enum DenyReason {
     ExpiredToken,
     RevokedToken,
     /// The required scopes the grant lacks, in order.
-    MissingScopes(Vec<Scope>),
+    MissingScopes(ScopeSet),
     WrongAccount,
 }
 
@@ -63,7 +63,7 @@ pub enum Decision {
 /// Checks run in the order a caller maps to HTTP: token validity (401) before account and scopes (403).
 pub fn authorize(
     token: Option<&TokenGrant>,
-    required: &ScopeSet,
+    required: &RequiredScopes<'_>,
     target: &Target,
     now: DateTime<Utc>,
 ) -> Decision {
@@ -83,9 +83,9 @@ pub fn authorize(
     if !may_act_on(&grant.owner, target) {
         return Decision::Deny(DenyReason::WrongAccount);
     }
-    if !grant.scopes.permits(required) {
+    if !grant.scopes.permits(required.names()) {
         return Decision::Deny(DenyReason::MissingScopes(
-            grant.scopes.missing(required).cloned().collect(),
+            required.missing_from(&grant.scopes),
         ));
     }
     Decision::Allow {
@@ -116,6 +116,7 @@ mod tests {
     use chrono::Duration;
 
     use super::*;
+    use crate::domain::scope::Scope;
 
     fn account(id: &str) -> AccountId {
         AccountId::parse("test", id).expect("valid account id")
@@ -168,7 +169,9 @@ mod tests {
         target: Target,
         expect: Result<(), DenyReason>,
     ) {
-        let decision = authorize(token, &scopes(required), &target, now());
+        let names: Vec<String> = required.iter().map(|name| (*name).to_owned()).collect();
+        let required = RequiredScopes::parse("required_scopes", &names).expect("valid names");
+        let decision = authorize(token, &required, &target, now());
         match (decision, expect) {
             (Decision::Allow { .. }, Ok(())) => {}
             (Decision::Deny(reason), Err(expected)) => assert_eq!(reason, expected),
@@ -304,12 +307,17 @@ mod tests {
         );
         check(
             Some(&location_token),
-            &["contacts.readonly", "calendars.write", "users.readonly"],
+            &[
+                "users.readonly",
+                "contacts.readonly",
+                "calendars.write",
+                "users.readonly",
+            ],
             here(),
-            Err(DenyReason::MissingScopes(vec![
-                Scope::parse("calendars.write").expect("valid"),
-                Scope::parse("users.readonly").expect("valid"),
-            ])),
+            Err(DenyReason::MissingScopes(scopes(&[
+                "users.readonly",
+                "calendars.write",
+            ]))),
         );
     }
 }

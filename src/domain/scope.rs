@@ -3,6 +3,7 @@
 //! The catalog is data (`scopes.toml`, overridable by config); this module only validates it
 //! and answers questions about it. It does not read files.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -29,16 +30,33 @@ impl Scope {
     /// # Errors
     /// Returns `None` unless `name` is 1..=100 characters of `[A-Za-z0-9._/-]`.
     pub fn parse(name: &str) -> Option<Self> {
-        let valid = !name.is_empty()
-            && name.len() <= MAX_SCOPE_LEN
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'));
-        valid.then(|| Self(name.to_owned()))
+        is_valid_name(name).then(|| Self(name.to_owned()))
     }
 
     /// Returns the scope's name.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Returns true if `name` is 1..=100 characters of `[A-Za-z0-9._/-]`.
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SCOPE_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'-'))
+}
+
+impl AsRef<str> for Scope {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+// `Scope` orders as its name does, so maps keyed by `Scope` can be searched by `&str`.
+impl Borrow<str> for Scope {
+    fn borrow(&self) -> &str {
         &self.0
     }
 }
@@ -73,25 +91,70 @@ impl ScopeSet {
         self.0.is_empty()
     }
 
-    /// Returns true if `scope` is in the set.
-    pub fn contains(&self, scope: &Scope) -> bool {
-        self.0.binary_search(scope).is_ok()
+    /// Returns true if the scope named `name` is in the set.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0
+            .binary_search_by(|scope| scope.as_str().cmp(name))
+            .is_ok()
     }
 
-    /// Returns true if every scope of `required` is in this set.
-    pub fn permits(&self, required: &ScopeSet) -> bool {
-        required.0.iter().all(|scope| self.contains(scope))
+    /// Returns true if every scope named in `required` is in this set.
+    pub fn permits<S: AsRef<str>>(&self, required: &[S]) -> bool {
+        required.iter().all(|name| self.contains(name.as_ref()))
     }
 
-    /// Returns the scopes of `required` that this set lacks, in order.
-    pub fn missing<'a>(&'a self, required: &'a ScopeSet) -> impl Iterator<Item = &'a Scope> + 'a {
-        required.0.iter().filter(|scope| !self.contains(scope))
+    /// Returns the names in `required` that this set lacks, in their order.
+    pub fn missing<'a, S: AsRef<str>>(
+        &'a self,
+        required: &'a [S],
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        required
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|name| !self.contains(name))
     }
 
     /// Returns the names joined by single spaces, as stored and shown in events.
     pub fn joined(&self) -> String {
         let names: Vec<&str> = self.0.iter().map(Scope::as_str).collect();
         names.join(" ")
+    }
+}
+
+/// The scope names an Authorize request requires, borrowed from the request, not copied.
+#[derive(Debug, Clone, Copy)]
+pub struct RequiredScopes<'a>(
+    // Invariant: at most `MAX_SCOPES` names, each a valid scope name.
+    &'a [String],
+);
+
+impl<'a> RequiredScopes<'a> {
+    /// Checks the names' number and syntax; says nothing of whether the catalog knows them.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` on `field` if there are too many or one is not a scope name.
+    pub fn parse(field: &'static str, names: &'a [String]) -> Result<Self, Error> {
+        if names.len() > MAX_SCOPES {
+            return Err(
+                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
+            );
+        }
+        match names.iter().find(|name| !is_valid_name(name)) {
+            Some(name) => {
+                Err(Violation::new(field, format!("invalid scope {:?}", truncated(name))).into())
+            }
+            None => Ok(Self(names)),
+        }
+    }
+
+    /// Returns the names, as the request gave them.
+    pub fn names(&self) -> &'a [String] {
+        self.0
+    }
+
+    /// Returns the required scopes that `granted` lacks, sorted and without duplicates.
+    pub fn missing_from(&self, granted: &ScopeSet) -> ScopeSet {
+        ScopeSet::new(granted.missing(self.0).map(|name| Scope(name.to_owned())))
     }
 }
 
@@ -153,32 +216,27 @@ impl Catalog {
             .filter(move |entry| level.is_none_or(|level| entry.levels.contains(&level)))
     }
 
-    /// Returns true if the catalog knows `scope`.
-    pub fn knows(&self, scope: &Scope) -> bool {
-        self.entries.contains_key(scope)
+    /// Returns true if the catalog knows the scope named `name`.
+    pub fn knows(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
     }
 
-    /// Parses scope names that must all be in the catalog, at any level (an Authorize request's).
+    /// Checks the scopes an Authorize request requires: each must be in the catalog, at any level.
     ///
     /// # Errors
     /// Returns `InvalidArgument` on `field` if there are too many or one is unknown.
-    pub fn known(&self, field: &'static str, names: &[String]) -> Result<ScopeSet, Error> {
-        if names.len() > MAX_SCOPES {
-            return Err(
-                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
-            );
+    pub fn required<'a>(
+        &self,
+        field: &'static str,
+        names: &'a [String],
+    ) -> Result<RequiredScopes<'a>, Error> {
+        let required = RequiredScopes::parse(field, names)?;
+        match names.iter().find(|name| !self.knows(name)) {
+            Some(name) => {
+                Err(Violation::new(field, format!("unknown scope {:?}", truncated(name))).into())
+            }
+            None => Ok(required),
         }
-        let scopes =
-            names.iter().map(
-                |name| match Scope::parse(name).filter(|scope| self.knows(scope)) {
-                    Some(scope) => Ok(scope),
-                    None => Err(Error::from(Violation::new(
-                        field,
-                        format!("unknown scope {:?}", truncated(name)),
-                    ))),
-                },
-            );
-        Ok(ScopeSet::new(scopes.collect::<Result<Vec<_>, _>>()?))
     }
 
     /// Parses the scopes an integration at `level` is to be granted.
@@ -243,7 +301,7 @@ mod tests {
     #[track_caller]
     fn check_permits(granted: &[&str], required: &[&str], expect: bool) {
         assert_eq!(
-            set(granted).permits(&set(required)),
+            set(granted).permits(set(required).as_slice()),
             expect,
             "{granted:?} permits {required:?}"
         );
@@ -283,8 +341,8 @@ mod tests {
     #[test]
     fn the_shipped_catalog_parses() {
         let catalog = Catalog::from_toml(include_str!("../../scopes.toml")).expect("valid catalog");
-        let companies = Scope::parse("companies.readonly").expect("valid");
-        assert!(catalog.knows(&companies));
+        assert!(catalog.knows("companies.readonly"));
+        assert!(!catalog.knows("companies.write"));
         assert!(
             catalog
                 .grant("scopes", &["companies.readonly".into()], Level::Location)
@@ -308,14 +366,17 @@ mod tests {
             let required: Vec<Scope> = if granted_set.is_empty() { vec![] } else {
                 pick.iter().map(|index| index.get(granted_set.as_slice()).clone()).collect()
             };
-            prop_assert!(granted_set.permits(&ScopeSet::new(required)));
+            prop_assert!(granted_set.permits(ScopeSet::new(required).as_slice()));
         }
 
         #[test]
         fn permits_iff_nothing_missing(granted in scope_names(), required in scope_names()) {
             let granted = ScopeSet::new(granted.iter().filter_map(|name| Scope::parse(name)));
-            let required = ScopeSet::new(required.iter().filter_map(|name| Scope::parse(name)));
             prop_assert_eq!(granted.permits(&required), granted.missing(&required).next().is_none());
+            let required = RequiredScopes::parse("required_scopes", &required).expect("valid names");
+            let missing = required.missing_from(&granted);
+            prop_assert!(missing.as_slice().iter().all(|scope| !granted.contains(scope.as_str())));
+            prop_assert!(required.names().iter().all(|name| granted.contains(name) || missing.contains(name)));
         }
 
         #[test]

@@ -260,6 +260,7 @@ pub fn decision(decision: Decision) -> pb::AuthorizeResponse {
                 DenyReason::MissingScopes(missing) => (
                     pb::DenyReason::MissingScopes,
                     missing
+                        .as_slice()
                         .iter()
                         .map(|scope| scope.as_str().to_owned())
                         .collect(),

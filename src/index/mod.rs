@@ -13,7 +13,7 @@ use dashmap::DashMap;
 
 use crate::domain::decision::{Decision, Grant, Target, TokenGrant, authorize};
 use crate::domain::integration::{Integration, IntegrationId, TokenRecord};
-use crate::domain::scope::ScopeSet;
+use crate::domain::scope::RequiredScopes;
 use crate::domain::token::TokenHash;
 
 /// Every known token by digest, live or not, so a revoked token is told apart from an unknown one.
@@ -35,7 +35,7 @@ impl TokenIndex {
     pub fn authorize(
         &self,
         token_hash: &TokenHash,
-        required: &ScopeSet,
+        required: &RequiredScopes<'_>,
         target: &Target,
         now: DateTime<Utc>,
     ) -> Decision {

@@ -51,7 +51,7 @@ impl Authorizer {
             )
             .into());
         }
-        let required = self.catalog.known("required_scopes", required)?;
+        let required = self.catalog.required("required_scopes", required)?;
         // Digested in place: no copy of the token is made.
         let Ok(token_hash) = TokenHash::parse(token) else {
             return Ok(Decision::Deny(DenyReason::MalformedToken));
