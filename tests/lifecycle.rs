@@ -811,6 +811,43 @@ async fn watch_events_streams_and_resumes(backend: Backend) {
         .expect("ok")
         .expect("event");
     assert_eq!(replayed, event);
+
+    // An account watcher sees its agency's events only.
+    let by_agency = pb::WatchEventsRequest {
+        agency_id: AGENCY.to_owned(),
+        ..Default::default()
+    };
+    let mut agency_stream = api
+        .watch_events(by_agency)
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut other_agency = app
+        .api_with(&common::jwt(common::user(
+            "agency_admin",
+            "agency2",
+            &[],
+            None,
+        )))
+        .await;
+    let elsewhere = pb::CreateIntegrationRequest {
+        agency_id: "agency2".to_owned(),
+        ..common::location_integration("Other", &["contacts.readonly"])
+    };
+    other_agency
+        .create_integration(elsewhere)
+        .await
+        .expect("create in agency2");
+    let (mine, _) = create(&mut api).await;
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), agency_stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("event");
+    assert_eq!(
+        (next.r#type.as_str(), next.integration_id.as_str()),
+        ("integration.created", mine.id.as_str())
+    );
 }
 
 async fn restart_keeps_tokens(backend: Backend) {
