@@ -493,11 +493,30 @@ impl Integrations {
             .save(&integration, &change, &caller.user_id, deleted)
             .await?;
         if let Err(err) = tx.commit().await {
-            warn!(integration.id = %id, "commit failed; the change may or may not have been applied");
+            // The commit may have succeeded before the connection failed: bring the index in
+            // line with whatever the database now holds, so a revocation is never missed.
+            warn!(integration.id = %id, "commit failed; reconciling the token index with the database");
+            self.reconcile(id.clone());
             return Err(err);
         }
         self.applied(&integration, &change, &event);
         Ok((integration, extra))
+    }
+
+    /// Reloads one integration into the index in the background, retrying until the database
+    /// answers (for up to an hour; the next start-up reloads everything anyway).
+    fn reconcile(&self, id: IntegrationId) {
+        let (store, index) = (self.store.clone(), Arc::clone(&self.index));
+        tokio::spawn(async move {
+            for _ in 0..3600 {
+                match store.load_integration(&id).await {
+                    Ok(Some(loaded)) => return index.apply(&loaded.integration, &loaded.retired),
+                    Ok(None) => return,
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_secs(1)).await,
+                }
+            }
+            warn!(integration.id = %id, "gave up reconciling the token index");
+        });
     }
 
     /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.

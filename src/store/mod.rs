@@ -195,20 +195,35 @@ impl Store {
         rows.into_iter()
             .map(|row| {
                 let tokens = tokens_by_integration.remove(&row.id).unwrap_or_default();
-                let (slotted, retired): (Vec<_>, Vec<_>) = tokens.into_iter().partition(|token| {
-                    Some(token.id.as_str()) == row.current_token_id.as_deref()
-                        || Some(token.id.as_str()) == row.previous_token_id.as_deref()
-                });
-                let slotted = slotted
-                    .into_iter()
-                    .map(|token| (token.id.as_str().to_owned(), token))
-                    .collect();
-                Ok(IntegrationTokens {
-                    integration: integration(row, &slotted)?,
-                    retired,
-                })
+                integration_tokens(row, tokens)
             })
             .collect()
+    }
+
+    /// Returns the integration with this id, deleted or not, with all its tokens: what the
+    /// token index needs to bring one integration up to date.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure.
+    pub async fn load_integration(
+        &self,
+        id: &IntegrationId,
+    ) -> Result<Option<IntegrationTokens>, Error> {
+        let row = entity::integration::Entity::find_by_id(id.as_str())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let tokens = entity::token::Entity::find()
+            .filter(entity::token::Column::IntegrationId.eq(id.as_str()))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let tokens = tokens
+            .into_iter()
+            .map(token_record)
+            .collect::<Result<_, _>>()?;
+        integration_tokens(row, tokens).map(Some)
     }
 
     /// Returns up to `limit` events matching `filter`, newest first, older than `before`.
@@ -456,6 +471,25 @@ fn db_error(err: DbErr) -> Error {
 
 fn corrupt(what: &str) -> Error {
     Error::Internal(anyhow::anyhow!("corrupt row in the database: {what}"))
+}
+
+/// Splits an integration's tokens into its slots and the retired rest.
+fn integration_tokens(
+    row: entity::integration::Model,
+    tokens: Vec<TokenRecord>,
+) -> Result<IntegrationTokens, Error> {
+    let (slotted, retired): (Vec<_>, Vec<_>) = tokens.into_iter().partition(|token| {
+        Some(token.id.as_str()) == row.current_token_id.as_deref()
+            || Some(token.id.as_str()) == row.previous_token_id.as_deref()
+    });
+    let slotted = slotted
+        .into_iter()
+        .map(|token| (token.id.as_str().to_owned(), token))
+        .collect();
+    Ok(IntegrationTokens {
+        integration: integration(row, &slotted)?,
+        retired,
+    })
 }
 
 fn owner(agency_id: &str, location_id: Option<&str>) -> Result<Owner, Error> {
