@@ -125,46 +125,18 @@ impl App {
         let server = tokio::spawn(server);
 
         let startup = async {
-            let store = Store::connect(config.database_url.expose_secret())
-                .await
-                .context("cannot connect to the database")?;
-            store
-                .migrate()
-                .await
-                .context("cannot migrate the database")?;
-            let index = Arc::new(TokenIndex::new());
-            for loaded in store
-                .load_all()
-                .await
-                .context("cannot load the token index")?
-            {
-                index.apply(&loaded.integration, &loaded.retired);
-            }
-            let last_event_id = store
-                .last_event_id()
-                .await
-                .context("cannot read the event log")?;
-            let catalog = Arc::new(config.catalog.clone());
-            info!(tokens = index.len(), "token index loaded");
-            let service = Integrations::new(
-                store,
-                Arc::clone(&index),
-                Arc::clone(&catalog),
-                config.rotation.clone(),
-                Arc::clone(&clock),
-                last_event_id,
-            );
-            let _ = integrations.set(Arc::new(service));
-            let _ = authorizer.set(Arc::new(Authorizer::new(
-                index,
-                catalog,
-                Arc::clone(&clock),
-            )));
+            let (integration_service, authorizer_service) = start_services(&config, clock).await?;
+            let _ = integrations.set(integration_service);
+            let _ = authorizer.set(authorizer_service);
             anyhow::Ok(())
         };
         tokio::pin!(shutdown);
         tokio::select! {
-            started = startup => started?,
+            started = startup => if let Err(err) = started {
+                let _ = stop_sender.send(());
+                let _ = server.await;
+                return Err(err);
+            },
             () = &mut shutdown => {
                 let _ = stop_sender.send(());
                 return server.await.context("server task failed")?.context("server failed");
@@ -192,6 +164,44 @@ impl App {
         info!("stopped");
         Ok(())
     }
+}
+
+/// Connects to the database, migrates it, loads the token index, and returns the services.
+async fn start_services(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Arc<Integrations>, Arc<Authorizer>)> {
+    let store = Store::connect(config.database_url.expose_secret())
+        .await
+        .context("cannot connect to the database")?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    let index = Arc::new(TokenIndex::new());
+    for loaded in store
+        .load_all()
+        .await
+        .context("cannot load the token index")?
+    {
+        index.apply(&loaded.integration, &loaded.retired);
+    }
+    info!(tokens = index.len(), "token index loaded");
+    let last_event_id = store
+        .last_event_id()
+        .await
+        .context("cannot read the event log")?;
+    let catalog = Arc::new(config.catalog.clone());
+    let integrations = Integrations::new(
+        store,
+        Arc::clone(&index),
+        Arc::clone(&catalog),
+        config.rotation.clone(),
+        Arc::clone(&clock),
+        last_event_id,
+    );
+    let authorizer = Authorizer::new(index, catalog, clock);
+    Ok((Arc::new(integrations), Arc::new(authorizer)))
 }
 
 /// Returns the server's TLS settings: client certificates are optional at the handshake (browsers
