@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
+use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
@@ -57,8 +58,11 @@ impl Store {
             .sqlx_logging(false)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
+            // WAL lets Get/List read while a change is being written; synchronous stays FULL so a
+            // committed revocation survives a power loss.
             .map_sqlx_sqlite_opts(|it| {
                 it.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
                     .busy_timeout(Duration::from_secs(5))
             });
         let db = Database::connect(options).await.map_err(db_error)?;
