@@ -22,6 +22,7 @@ both_backends!(
     every_change_is_one_event,
     watch_events_streams_and_resumes,
     restart_keeps_tokens,
+    concurrent_rotations_serialize,
 );
 
 fn grace(duration: Duration) -> Option<prost_types::Duration> {
@@ -885,4 +886,65 @@ async fn restart_keeps_tokens(backend: Backend) {
         .await
         .expect("get after restart");
     assert_eq!(Some(fetched), rotated.integration);
+}
+
+async fn concurrent_rotations_serialize(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut api = app.api().await;
+    let (integration, old_token) = create(&mut api).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut api = api.clone();
+        let id = integration.id.clone();
+        calls.spawn(async move { rotate(&mut api, &id, false, None).await });
+    }
+    let mut tokens = Vec::new();
+    let mut refused = 0;
+    while let Some(result) = calls.join_next().await {
+        match result.expect("task") {
+            Ok(rotated) => tokens.push(rotated.token),
+            Err(status) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(
+        (tokens.len(), refused),
+        (1, 7),
+        "one rotation wins; the others see the open window"
+    );
+    assert_eq!(deny_reason(&authorize(&app, &tokens[0], &[]).await), None);
+    assert!(authorize(&app, &old_token, &[]).await.previous_token);
+    let after = get(&mut api, &integration.id).await.expect("get");
+    assert_eq!(after.etag, "v2", "exactly one change was written");
+
+    // Rotations that expire the old token all succeed, one after another: only the last token works.
+    expire(&mut api, &integration.id, pb::ExpireTarget::Previous)
+        .await
+        .expect("expire previous");
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let mut api = api.clone();
+        let id = integration.id.clone();
+        calls.spawn(async move { rotate(&mut api, &id, true, None).await });
+    }
+    let mut tokens = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        tokens.push(result.expect("task").expect("rotate now").token);
+    }
+    let mut allowed = 0;
+    for token in &tokens {
+        match deny_reason(&authorize(&app, token, &[]).await) {
+            None => allowed += 1,
+            Some(reason) => assert_eq!(reason, RevokedToken),
+        }
+    }
+    assert_eq!(allowed, 1, "exactly one live token");
+    assert_eq!(
+        get(&mut api, &integration.id).await.expect("get").etag,
+        "v11"
+    );
 }
