@@ -113,6 +113,10 @@ impl App {
         }
         let server = builder
             .accept_http1(true)
+            .layer(
+                tower_http::trace::TraceLayer::new_for_grpc()
+                    .make_span_with(crate::telemetry::rpc_span),
+            )
             .layer(cors(&config.cors_allowed_origins))
             .layer(tonic_web::GrpcWebLayer::new())
             .add_service(health_service)

@@ -21,25 +21,31 @@ async fn main() -> anyhow::Result<()> {
                 settings.auth.hs256_secret = Some(DEV_SECRET.to_owned());
             }
             let config = Config::try_from(settings).map_err(anyhow::Error::msg)?;
-            privint::telemetry::init(&config.log_filter);
+            let telemetry =
+                privint::telemetry::init(&config.log_filter).map_err(anyhow::Error::msg)?;
             if dev {
                 tracing::warn!(
                     "development mode: management JWTs signed with the public development secret are trusted"
                 );
             }
-            App::bind(config, Arc::new(SystemClock))
-                .await?
-                .run(privint::app::shutdown_signal())
-                .await
+            let served = match App::bind(config, Arc::new(SystemClock)).await {
+                Ok(app) => app.run(privint::app::shutdown_signal()).await,
+                Err(err) => Err(err),
+            };
+            telemetry.shutdown();
+            served
         }
         Command::Migrate => {
             let config = Config::try_from(settings()?).map_err(anyhow::Error::msg)?;
-            privint::telemetry::init(&config.log_filter);
+            let telemetry =
+                privint::telemetry::init(&config.log_filter).map_err(anyhow::Error::msg)?;
             let store = privint::store::Store::connect(secrecy::ExposeSecret::expose_secret(
                 &config.database_url,
             ))
             .await?;
-            store.migrate().await.context("migration failed")?;
+            let migrated = store.migrate().await.context("migration failed");
+            telemetry.shutdown();
+            migrated?;
             println!("migrations applied");
             Ok(())
         }

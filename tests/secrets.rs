@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
@@ -13,60 +11,9 @@ use ring::digest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_or_digest_in_logs_and_traces() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_privint"))
-        .arg("serve")
-        .env("APP__LISTEN_ADDR", "127.0.0.1:0")
-        .env(
-            "APP__DATABASE_URL",
-            format!("sqlite://{}", dir.path().join("privint.db").display()),
-        )
-        .env("APP__AUTH__HS256_SECRET", common::SECRET)
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start privint");
-    let mut stderr = BufReader::new(server.stderr.take().expect("stderr"));
-    let mut log = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).expect("read log") > 0,
-            "server exited early:\n{log}"
-        );
-        log.push_str(&line);
-        if let Some(rest) = line.split("privint is ready").nth(1) {
-            break rest.trim().trim_start_matches("addr=").to_owned();
-        }
-    };
-    let reader = std::thread::spawn(move || {
-        let mut rest = String::new();
-        stderr.read_to_string(&mut rest).expect("read log");
-        rest
-    });
-
-    let tokens = lifecycle(&addr).await;
-
-    let status = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = server.wait().expect("wait");
-    assert!(
-        exit.success(),
-        "graceful shutdown on SIGTERM exits 0: {exit:?}"
-    );
-    log.push_str(&reader.join().expect("reader thread"));
-    let mut stdout = String::new();
-    server
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut stdout)
-        .expect("stdout");
-    log.push_str(&stdout);
+    let server = common::Binary::start(&[("RUST_LOG", "trace")]);
+    let tokens = lifecycle(&server.addr).await;
+    let log = server.stop();
 
     // The output is real and detailed: spans of the RPCs, and the shutdown.
     for expected in [

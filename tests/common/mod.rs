@@ -386,3 +386,98 @@ pub fn assert_violation(status: &tonic::Status, field: &str) {
         .collect();
     assert_eq!(fields, [field], "{status:?}");
 }
+
+/// The real `privint serve` binary, started on `127.0.0.1:0` over a fresh SQLite file.
+pub struct Binary {
+    pub child: std::process::Child,
+    pub addr: String,
+    log_so_far: String,
+    log_rest: Option<std::thread::JoinHandle<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Binary {
+    /// Starts the binary with extra environment variables and waits until it is ready.
+    pub fn start(envs: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader, Read};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privint"))
+            .arg("serve")
+            .env("APP__LISTEN_ADDR", "127.0.0.1:0")
+            .env(
+                "APP__DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("privint.db").display()),
+            )
+            .env("APP__AUTH__HS256_SECRET", SECRET)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start privint");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut log_so_far = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).expect("read log") > 0,
+                "server exited early:\n{log_so_far}"
+            );
+            log_so_far.push_str(&line);
+            if let Some(rest) = line.split("privint is ready").nth(1) {
+                break rest.trim().trim_start_matches("addr=").to_owned();
+            }
+        };
+        let log_rest = std::thread::spawn(move || {
+            let mut rest = String::new();
+            stderr.read_to_string(&mut rest).expect("read log");
+            rest
+        });
+        Self {
+            child,
+            addr,
+            log_so_far,
+            log_rest: Some(log_rest),
+            _dir: dir,
+        }
+    }
+
+    /// Returns a channel to the server.
+    pub async fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.addr))
+            .expect("uri")
+            .connect()
+            .await
+            .expect("connect")
+    }
+
+    /// Sends SIGTERM, waits for a clean exit, and returns everything the process printed.
+    pub fn stop(mut self) -> String {
+        use std::io::Read;
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(
+            exit.success(),
+            "graceful shutdown on SIGTERM exits 0: {exit:?}"
+        );
+        let mut output = std::mem::take(&mut self.log_so_far);
+        output.push_str(
+            &self
+                .log_rest
+                .take()
+                .expect("reader")
+                .join()
+                .expect("reader thread"),
+        );
+        self.child
+            .stdout
+            .take()
+            .expect("stdout")
+            .read_to_string(&mut output)
+            .expect("stdout");
+        output
+    }
+}
