@@ -54,22 +54,30 @@ impl TokenIndex {
     }
 
     /// Applies the state of `integration` and of the tokens that left its slots.
-    /// A state older than the one already applied (a lower version) is ignored.
+    /// The slots of a state older than the one already applied (a lower version) are ignored;
+    /// its retired tokens are not, since retirement is final.
     pub fn apply(&self, integration: &Integration, retired: &[TokenRecord]) {
         let mut versions = self
             .versions
             .lock()
             .expect("index writers do not panic while holding the lock");
-        let applied = versions.entry(integration.id.clone()).or_insert(0);
-        if *applied > integration.version {
-            return;
-        }
-        *applied = integration.version;
         let grant = Arc::new(Grant {
             integration_id: integration.id.clone(),
             owner: integration.owner.clone(),
             scopes: integration.scopes.clone(),
         });
+        // A token out of its slots never returns to them, so its end applies whatever the
+        // version: a state applied late must still revoke what it revoked. One that had already
+        // expired by time keeps saying so.
+        for token in retired {
+            let revoke_time = Some(token.revoke_time.unwrap_or(integration.update_time));
+            self.insert(token, &grant, false, revoke_time);
+        }
+        let applied = versions.entry(integration.id.clone()).or_insert(0);
+        if *applied > integration.version {
+            return;
+        }
+        *applied = integration.version;
         let slotted = integration
             .current
             .iter()
@@ -77,16 +85,6 @@ impl TokenIndex {
             .chain(integration.previous.iter().map(|token| (token, true)));
         for (token, is_previous) in slotted {
             self.insert(token, &grant, is_previous, token.revoke_time);
-        }
-        for token in retired {
-            // A token out of its slots never works again, whatever its own fields say;
-            // one that had already expired by time keeps saying so.
-            self.insert(
-                token,
-                &grant,
-                false,
-                Some(token.revoke_time.unwrap_or(integration.update_time)),
-            );
         }
     }
 
@@ -105,5 +103,84 @@ impl TokenIndex {
             is_previous,
         };
         self.tokens.insert(token.hash, entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use ring::rand::SystemRandom;
+
+    use super::*;
+    use crate::domain::decision::Target;
+    use crate::domain::integration::{AccountId, Description, IntegrationName, OldTokens, Owner};
+    use crate::domain::scope::{Catalog, RequiredScopes};
+    use crate::domain::token::PlainToken;
+
+    fn allows(index: &TokenIndex, token: &PlainToken, now: DateTime<Utc>) -> bool {
+        let target = Target {
+            agency_id: None,
+            location_id: Some(AccountId::parse("test", "loc1").expect("valid")),
+        };
+        let required = RequiredScopes::parse("test", &[]).expect("valid");
+        matches!(
+            index.authorize(&token.hash(), &required, &target, now),
+            Decision::Allow { .. }
+        )
+    }
+
+    // Regression: two rotations on one replica can finish in either order; the state applied
+    // last may be the older one, and what it revoked must stay revoked.
+    #[test]
+    fn a_late_older_state_still_revokes() {
+        let rng = SystemRandom::new();
+        let catalog = Catalog::from_toml(include_str!("../../scopes.toml")).expect("catalog");
+        let now = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
+        let owner = Owner {
+            agency_id: AccountId::parse("test", "agency1").expect("valid"),
+            location_id: Some(AccountId::parse("test", "loc1").expect("valid")),
+        };
+        let scopes = catalog
+            .grant("scopes", &["contacts.readonly".into()], owner.level())
+            .expect("scopes");
+        let tokens: Vec<PlainToken> = (0..3)
+            .map(|_| PlainToken::generate(&rng).expect("random"))
+            .collect();
+        let name = IntegrationName::parse("name", "x").expect("valid");
+        let (mut integration, _) = Integration::create(
+            owner,
+            name,
+            Description::default(),
+            scopes,
+            "user".into(),
+            TokenRecord::issue(&tokens[0], now),
+            now,
+        );
+        let index = TokenIndex::new();
+        index.apply(&integration, &[]);
+        let at = now + Duration::seconds(1);
+        let first = integration
+            .rotate(TokenRecord::issue(&tokens[1], at), OldTokens::ExpireNow, at)
+            .expect("rotate");
+        let after_first = integration.clone();
+        let second = integration
+            .rotate(TokenRecord::issue(&tokens[2], at), OldTokens::ExpireNow, at)
+            .expect("rotate");
+        // The newer state is applied first, the older one last.
+        index.apply(&integration, &second.retired);
+        index.apply(&after_first, &first.retired);
+        let later = at + Duration::seconds(1);
+        assert!(
+            !allows(&index, &tokens[0], later),
+            "revoked by the first rotation"
+        );
+        assert!(
+            !allows(&index, &tokens[1], later),
+            "revoked by the second rotation"
+        );
+        assert!(
+            allows(&index, &tokens[2], later),
+            "the newest token is current"
+        );
     }
 }
