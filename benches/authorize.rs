@@ -61,7 +61,12 @@ fn index_benches(c: &mut Criterion) {
     }
     let (token, owner) = token.expect("a token in the middle");
     let bearer = format!("Bearer {}", token.expose());
-    let authorizer = Authorizer::new(index, Arc::new(catalog), Arc::new(SystemClock));
+    let authorizer = Authorizer::new(
+        index,
+        Arc::new(catalog),
+        Arc::new(SystemClock),
+        privint::metrics::Metrics::new(),
+    );
     let required = vec!["contacts.readonly".to_owned()];
     let (agency, location) = (
         owner.agency_id.as_str().to_owned(),
@@ -108,6 +113,7 @@ fn grpc_benches(c: &mut Criterion) {
     let (channel, token) = runtime.block_on(async {
         let settings = Settings {
             listen_addr: "127.0.0.1:0".to_owned(),
+            metrics_addr: String::new(),
             database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
             auth: privint::config::AuthSettings {
                 hs256_secret: Some(privint::config::DEV_SECRET.to_owned()),

@@ -19,6 +19,7 @@ use crate::config::{Config, TlsConfig};
 use crate::grpc::Ready;
 use crate::grpc::auth::Authenticator;
 use crate::index::TokenIndex;
+use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::service::authorizer::Authorizer;
 use crate::service::clock::Clock;
 use crate::service::integrations::Integrations;
@@ -32,6 +33,7 @@ pub struct App {
     config: Config,
     clock: Arc<dyn Clock>,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     authenticator: Authenticator,
 }
 
@@ -51,12 +53,28 @@ impl App {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen_addr))?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
         Ok(Self {
             config,
             clock,
             listener,
+            metrics_listener,
             authenticator,
         })
+    }
+
+    /// Returns the address metrics are served on, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|it| it.local_addr().expect("a bound listener has an address"))
     }
 
     /// Returns the address the server listens on.
@@ -81,8 +99,10 @@ impl App {
             config,
             clock,
             listener,
+            metrics_listener,
             authenticator,
         } = self;
+        let metrics = Metrics::new();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_service_status("", ServingStatus::NotServing)
@@ -113,6 +133,7 @@ impl App {
         }
         let server = builder
             .accept_http1(true)
+            .layer(RpcMetricsLayer(Arc::clone(&metrics)))
             .layer(
                 tower_http::trace::TraceLayer::new_for_grpc()
                     .make_span_with(crate::telemetry::rpc_span),
@@ -127,9 +148,21 @@ impl App {
                 let _ = stop_receiver.await;
             });
         let server = tokio::spawn(server);
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = metrics_listener {
+            let (metrics, authorizer) = (Arc::clone(&metrics), Arc::clone(&authorizer));
+            let encode = Arc::new(move || {
+                let (live, indexed) = authorizer.get().map_or((0, 0), |it| it.token_counts());
+                metrics.encode(live, indexed)
+            });
+            tokio::spawn(crate::metrics::serve(listener, encode, async {
+                let _ = metrics_stopped.await;
+            }));
+        }
 
         let startup = async {
-            let (integration_service, authorizer_service) = start_services(&config, clock).await?;
+            let (integration_service, authorizer_service) =
+                start_services(&config, clock, Arc::clone(&metrics)).await?;
             let _ = integrations.set(integration_service);
             let _ = authorizer.set(authorizer_service);
             anyhow::Ok(())
@@ -165,6 +198,7 @@ impl App {
                 .context("server failed")?,
             Err(_) => warn!("in-flight calls did not finish within 30 s"),
         }
+        let _ = stop_metrics.send(());
         info!("stopped");
         Ok(())
     }
@@ -174,6 +208,7 @@ impl App {
 async fn start_services(
     config: &Config,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<(Arc<Integrations>, Arc<Authorizer>)> {
     let store = Store::connect(config.database_url.expose_secret())
         .await
@@ -204,7 +239,7 @@ async fn start_services(
         Arc::clone(&clock),
         last_event_id,
     );
-    let authorizer = Authorizer::new(index, catalog, clock);
+    let authorizer = Authorizer::new(index, catalog, clock, metrics);
     Ok((Arc::new(integrations), Arc::new(authorizer)))
 }
 

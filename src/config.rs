@@ -29,6 +29,8 @@ pub struct Settings {
     pub listen_addr: String,
     /// `sqlite://path` (created if missing) or `postgres://user:password@host/db`.
     pub database_url: String,
+    /// Where Prometheus metrics are served (`GET /metrics`); empty disables them.
+    pub metrics_addr: String,
     /// A scope catalog file replacing the shipped one.
     pub scopes_file: Option<PathBuf>,
     /// Browser origins allowed to call over gRPC-web, e.g. `https://admin.example.com`.
@@ -105,6 +107,7 @@ impl Default for Settings {
         Self {
             listen_addr: "127.0.0.1:50051".to_owned(),
             database_url: "sqlite://privint.db".to_owned(),
+            metrics_addr: "127.0.0.1:9090".to_owned(),
             scopes_file: None,
             cors_allowed_origins: Vec::new(),
             max_message_bytes: 256 * 1024,
@@ -165,6 +168,8 @@ impl Settings {
 #[derive(Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
+    /// `None` when metrics are disabled.
+    pub metrics_addr: Option<SocketAddr>,
     pub database_url: SecretString,
     pub catalog: Catalog,
     pub cors_allowed_origins: Vec<http::HeaderValue>,
@@ -219,6 +224,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("listen_addr", &self.listen_addr)
+            .field("metrics_addr", &self.metrics_addr)
             .field("database_url", &"[redacted]")
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("max_message_bytes", &self.max_message_bytes)
@@ -252,6 +258,13 @@ impl TryFrom<Settings> for Config {
             .listen_addr
             .parse()
             .map_err(|err| format!("invalid listen_addr {:?}: {err}", settings.listen_addr))?;
+        let metrics_addr = match settings.metrics_addr.as_str() {
+            "" => None,
+            addr => Some(
+                addr.parse()
+                    .map_err(|err| format!("invalid metrics_addr {addr:?}: {err}"))?,
+            ),
+        };
         if !(settings.database_url.starts_with("sqlite:")
             || settings.database_url.starts_with("postgres://")
             || settings.database_url.starts_with("postgresql://"))
@@ -294,6 +307,7 @@ impl TryFrom<Settings> for Config {
         }
         Ok(Self {
             listen_addr,
+            metrics_addr,
             database_url: SecretString::from(settings.database_url),
             catalog,
             cors_allowed_origins,

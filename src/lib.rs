@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod index;
+pub mod metrics;
 pub mod service;
 pub mod store;
 pub mod telemetry;

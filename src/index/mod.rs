@@ -48,6 +48,16 @@ impl TokenIndex {
         self.tokens.len()
     }
 
+    /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
+    pub fn live_count(&self, now: DateTime<Utc>) -> usize {
+        self.tokens
+            .iter()
+            .filter(|it| {
+                it.revoke_time.is_none() && it.expire_time.is_none_or(|expire| now < expire)
+            })
+            .count()
+    }
+
     /// Returns true if the index holds no token.
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()

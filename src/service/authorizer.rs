@@ -2,6 +2,7 @@
 //! the answer, no lock held across an await.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::domain::decision::{Decision, DenyReason, Target};
 use crate::domain::error::{Error, Violation};
@@ -9,6 +10,7 @@ use crate::domain::integration::AccountId;
 use crate::domain::scope::Catalog;
 use crate::domain::token::TokenHash;
 use crate::index::TokenIndex;
+use crate::metrics::Metrics;
 use crate::service::clock::Clock;
 
 /// Answers Authorize from the token index.
@@ -16,16 +18,28 @@ pub struct Authorizer {
     index: Arc<TokenIndex>,
     catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
     /// Returns an authorizer over `index`.
-    pub fn new(index: Arc<TokenIndex>, catalog: Arc<Catalog>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        index: Arc<TokenIndex>,
+        catalog: Arc<Catalog>,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             index,
             catalog,
             clock,
+            metrics,
         }
+    }
+
+    /// Returns how many tokens authorize now, and how many the index holds in all.
+    pub fn token_counts(&self) -> (usize, usize) {
+        (self.index.live_count(self.clock.now()), self.index.len())
     }
 
     /// Decides whether `token` (bare or `Bearer ...`) may act on the account with every scope of `required`.
@@ -52,12 +66,16 @@ impl Authorizer {
             .into());
         }
         let required = self.catalog.required("required_scopes", required)?;
+        let started = Instant::now();
         // Digested in place: no copy of the token is made.
-        let Ok(token_hash) = TokenHash::parse(token) else {
-            return Ok(Decision::Deny(DenyReason::MalformedToken));
+        let decision = match TokenHash::parse(token) {
+            Ok(token_hash) => {
+                self.index
+                    .authorize(&token_hash, &required, &target, self.clock.now())
+            }
+            Err(_) => Decision::Deny(DenyReason::MalformedToken),
         };
-        Ok(self
-            .index
-            .authorize(&token_hash, &required, &target, self.clock.now()))
+        self.metrics.record_authorize(&decision, started.elapsed());
+        Ok(decision)
     }
 }

@@ -98,6 +98,7 @@ impl TestDb {
 /// A running privint server and what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
     pub clock: Arc<AdjustableClock>,
     pub db: TestDb,
     /// How clients reach a server that serves TLS.
@@ -111,6 +112,7 @@ pub struct TestApp {
 pub fn settings(db: &TestDb) -> Settings {
     let mut settings = Settings {
         listen_addr: "127.0.0.1:0".to_owned(),
+        metrics_addr: "127.0.0.1:0".to_owned(),
         database_url: db.url.clone(),
         cors_allowed_origins: vec!["https://admin.example.com".to_owned()],
         ..Settings::default()
@@ -142,12 +144,14 @@ impl TestApp {
         let config = Config::try_from(settings.clone()).expect("valid test config");
         let app = App::bind(config, clock.clone()).await.expect("bind");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
         let test_app = Self {
             addr,
+            metrics_addr,
             clock,
             db,
             client_tls,

@@ -1,0 +1,309 @@
+//! Prometheus metrics: calls by RPC and status code, Authorize results and latency, tokens in
+//! the index. Served as Prometheus text on a separate HTTP port (`metrics_addr`).
+//!
+//! It records and encodes; it decides nothing and never sees a token.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http_body::{Body, Frame};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::domain::decision::{Decision, DenyReason};
+
+/// gRPC status code names, indexed by code.
+const CODE_NAMES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    /// The method path, e.g. `/privint.v1.TokenAuthorizer/Authorize`.
+    rpc: String,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    /// `allow`, or the deny reason (`missing_scopes`, `revoked_token`, ...).
+    result: &'static str,
+}
+
+/// Every metric privint exports.
+pub struct Metrics {
+    registry: Registry,
+    rpc_calls: Family<RpcLabels, Counter>,
+    authorize_results: Family<ResultLabels, Counter>,
+    authorize_latency: Histogram,
+    live_tokens: Gauge,
+    indexed_tokens: Gauge,
+}
+
+impl Metrics {
+    /// Returns the metrics, registered and at zero.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("privint");
+        let rpc_calls = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "rpc_calls",
+            "gRPC calls finished, by method and status code",
+            rpc_calls.clone(),
+        );
+        let authorize_results = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "authorize_results",
+            "Authorize answers, by result",
+            authorize_results.clone(),
+        );
+        // 1 µs to about 0.5 s.
+        let authorize_latency = Histogram::new(exponential_buckets(1e-6, 2.0, 20));
+        registry.register(
+            "authorize_latency_seconds",
+            "Time to answer Authorize, in the handler",
+            authorize_latency.clone(),
+        );
+        let live_tokens = Gauge::default();
+        registry.register(
+            "live_tokens",
+            "Tokens that authorize now (not expired, not revoked)",
+            live_tokens.clone(),
+        );
+        let indexed_tokens = Gauge::default();
+        registry.register(
+            "indexed_tokens",
+            "Tokens in the in-memory index, live or not",
+            indexed_tokens.clone(),
+        );
+        Arc::new(Self {
+            registry,
+            rpc_calls,
+            authorize_results,
+            authorize_latency,
+            live_tokens,
+            indexed_tokens,
+        })
+    }
+
+    /// Counts one Authorize answer and its latency.
+    pub fn record_authorize(&self, decision: &Decision, latency: Duration) {
+        let result = match decision {
+            Decision::Allow { .. } => "allow",
+            Decision::Deny(DenyReason::MalformedToken) => "malformed_token",
+            Decision::Deny(DenyReason::UnknownToken) => "unknown_token",
+            Decision::Deny(DenyReason::ExpiredToken) => "expired_token",
+            Decision::Deny(DenyReason::RevokedToken) => "revoked_token",
+            Decision::Deny(DenyReason::MissingScopes(_)) => "missing_scopes",
+            Decision::Deny(DenyReason::WrongAccount) => "wrong_account",
+        };
+        self.authorize_results
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        self.authorize_latency.observe(latency.as_secs_f64());
+    }
+
+    fn record_rpc(&self, rpc: String, status: Option<&http::HeaderValue>) {
+        let code = status
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<usize>().ok())
+            .and_then(|code| CODE_NAMES.get(code).copied())
+            .unwrap_or("UNKNOWN");
+        self.rpc_calls.get_or_create(&RpcLabels { rpc, code }).inc();
+    }
+
+    /// Returns the Prometheus text exposition, with the token gauges set to `live` and `indexed`.
+    pub fn encode(&self, live: usize, indexed: usize) -> String {
+        self.live_tokens
+            .set(i64::try_from(live).unwrap_or(i64::MAX));
+        self.indexed_tokens
+            .set(i64::try_from(indexed).unwrap_or(i64::MAX));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// A tower layer counting finished gRPC calls by method and status code.
+#[derive(Clone)]
+pub struct RpcMetricsLayer(pub Arc<Metrics>);
+
+impl<S> tower::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetricsService {
+            inner,
+            metrics: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// See [`RpcMetricsLayer`].
+#[derive(Clone)]
+pub struct RpcMetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetricsService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+{
+    type Response = http::Response<CountedBody<ResBody>>;
+    type Error = S::Error;
+    type Future = CountedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let pending = Some((request.uri().path().to_owned(), Arc::clone(&self.metrics)));
+        CountedFuture {
+            inner: self.inner.call(request),
+            pending,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RpcMetricsService`].
+    pub struct CountedFuture<F> {
+        #[pin]
+        inner: F,
+        pending: Option<(String, Arc<Metrics>)>,
+    }
+}
+
+impl<F, ResBody, E> Future for CountedFuture<F>
+where
+    F: Future<Output = Result<http::Response<ResBody>, E>>,
+{
+    type Output = Result<http::Response<CountedBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let mut pending = this.pending.take();
+        // A trailers-only response (an error) carries its status in the headers.
+        if let Some(status) = response.headers().get("grpc-status")
+            && let Some((rpc, metrics)) = pending.take()
+        {
+            metrics.record_rpc(rpc, Some(status));
+        }
+        Poll::Ready(Ok(response.map(|inner| CountedBody { inner, pending })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts its call when the trailers carry the status.
+    pub struct CountedBody<B> {
+        #[pin]
+        inner: B,
+        pending: Option<(String, Arc<Metrics>)>,
+    }
+}
+
+impl<B: Body> Body for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(trailers) = frame.trailers_ref()
+            && let Some((rpc, metrics)) = this.pending.take()
+        {
+            metrics.record_rpc(rpc, trailers.get("grpc-status"));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` completes; `encode` renders the page.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    encode: Arc<dyn Fn() -> String + Send + Sync>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "metrics listener failed to accept");
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let encode = Arc::clone(&encode);
+        tokio::spawn(async move {
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let encode = Arc::clone(&encode);
+                    async move {
+                        let response = if request.method() == http::Method::GET
+                            && request.uri().path() == "/metrics"
+                        {
+                            http::Response::builder()
+                                .header(
+                                    http::header::CONTENT_TYPE,
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                )
+                                .body(http_body_util::Full::new(bytes::Bytes::from(encode())))
+                        } else {
+                            http::Response::builder()
+                                .status(http::StatusCode::NOT_FOUND)
+                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                    b"not found: try /metrics\n",
+                                )))
+                        };
+                        Ok::<_, Infallible>(response.expect("a valid static response"))
+                    }
+                });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
+}
