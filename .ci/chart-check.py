@@ -4,6 +4,7 @@ validates the rendered manifests against the Kubernetes schemas (kubernetes-vali
 Usage: python .ci/chart-check.py   (from the repository root, with both packages installed)
 """
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def main():
             file.flush()
             # The rendered config must be one the binary accepts.
             check = subprocess.run(
-                ["target/debug/privint", "--config", file.name, "dev-jwt", "--agency", "a"],
+                [os.environ.get("PRIVINT_BIN", "target/debug/privint"), "--config", file.name, "dev-jwt", "--agency", "a"],
                 capture_output=True, text=True,
             )
             if check.returncode != 0:
