@@ -16,11 +16,11 @@ import yaml
 CHART = "charts/privint"
 KUBE_VERSION = "1.30"
 
-BASE = {"jwt": {"hs256Secret": "privint-jwt"}}
+BASE = {"jwt": {"hs256Secret": "privint-jwt"}, "replicaCount": 1}
 CASES = {
-    "minimal (SQLite in an emptyDir)": BASE,
+    "minimal (one replica, SQLite in an emptyDir)": BASE,
     "production-like": {
-        "replicaCount": 1,
+        "replicaCount": 3,
         "database": {"existingSecret": "privint-db"},
         "jwt": {"jwksSecret": "privint-jwks"},
         "tls": {"secretName": "privint-tls", "requireClientCerts": True},
@@ -30,7 +30,8 @@ CASES = {
     },
 }
 MUST_FAIL = {
-    "no JWT key": {},
+    "no JWT key": {"replicaCount": 1},
+    "the default replicas without PostgreSQL": {"jwt": {"hs256Secret": "privint-jwt"}},
     "several replicas on SQLite": {**BASE, "replicaCount": 2},
     "a typo in values": {**BASE, "replicaCont": 2},
     "a bad duration": {**BASE, "config": {"shutdownDelay": "soon"}},

@@ -16,9 +16,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::config::{Config, TlsConfig};
+use crate::domain::event::GAP_WAIT;
 use crate::grpc::Ready;
 use crate::grpc::auth::Authenticator;
 use crate::index::TokenIndex;
+use crate::index::follower::Follower;
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::service::authorizer::Authorizer;
 use crate::service::clock::Clock;
@@ -151,20 +153,24 @@ impl App {
         let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = metrics_listener {
             let (metrics, authorizer) = (Arc::clone(&metrics), Arc::clone(&authorizer));
-            let encode = Arc::new(move || {
-                let (live, indexed) = authorizer.get().map_or((0, 0), |it| it.token_counts());
-                metrics.encode(live, indexed)
+            let encode = Arc::new(move || match authorizer.get() {
+                Some(it) => {
+                    let (live, indexed) = it.token_counts();
+                    metrics.encode(live, indexed, it.index_staleness())
+                }
+                None => metrics.encode(0, 0, chrono::Duration::zero()),
             });
             tokio::spawn(crate::metrics::serve(listener, encode, async {
                 let _ = metrics_stopped.await;
             }));
         }
 
+        let (stop_follower, follower_stopped) = tokio::sync::watch::channel(false);
         let startup = async {
-            let (integration_service, authorizer_service) =
-                start_services(&config, clock, Arc::clone(&metrics)).await?;
-            let _ = integrations.set(integration_service);
-            let _ = authorizer.set(authorizer_service);
+            let started = start_services(&config, clock, Arc::clone(&metrics)).await?;
+            let _ = integrations.set(started.integrations);
+            let _ = authorizer.set(started.authorizer);
+            tokio::spawn(started.follower.run(follower_stopped));
             anyhow::Ok(())
         };
         tokio::pin!(shutdown);
@@ -191,6 +197,7 @@ impl App {
         if let Some(integrations) = integrations.get() {
             integrations.stop_watchers();
         }
+        let _ = stop_follower.send(true);
         let _ = stop_sender.send(());
         match tokio::time::timeout(Duration::from_secs(30), server).await {
             Ok(result) => result
@@ -205,11 +212,18 @@ impl App {
 }
 
 /// Connects to the database, migrates it, loads the token index, and returns the services.
+/// The services, and the follower that keeps their index in line with other replicas.
+struct Started {
+    integrations: Arc<Integrations>,
+    authorizer: Arc<Authorizer>,
+    follower: Follower,
+}
+
 async fn start_services(
     config: &Config,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<(Arc<Integrations>, Arc<Authorizer>)> {
+) -> anyhow::Result<Started> {
     let store = Store::connect(config.database_url.expose_secret())
         .await
         .context("cannot connect to the database")?;
@@ -217,6 +231,13 @@ async fn start_services(
         .migrate()
         .await
         .context("cannot migrate the database")?;
+    // The feed starts before the load, a little in the past, so a change committed meanwhile
+    // (or still in flight) is applied by the follower rather than missed.
+    let load_started = clock.now();
+    let feed_start = store
+        .last_event_id_before(load_started - GAP_WAIT)
+        .await
+        .context("cannot read the event log")?;
     let index = Arc::new(TokenIndex::new());
     for loaded in store
         .load_all()
@@ -225,12 +246,20 @@ async fn start_services(
     {
         index.apply(&loaded.integration, &loaded.retired);
     }
+    index.mark_synced(load_started);
     info!(tokens = index.len(), "token index loaded");
     let last_event_id = store
         .last_event_id()
         .await
         .context("cannot read the event log")?;
     let catalog = Arc::new(config.catalog.clone());
+    let follower = Follower::new(
+        store.clone(),
+        Arc::clone(&index),
+        Arc::clone(&clock),
+        config.change_feed.clone(),
+        feed_start,
+    );
     let integrations = Integrations::new(
         store,
         Arc::clone(&index),
@@ -240,7 +269,11 @@ async fn start_services(
         last_event_id,
     );
     let authorizer = Authorizer::new(index, catalog, clock, metrics);
-    Ok((Arc::new(integrations), Arc::new(authorizer)))
+    Ok(Started {
+        integrations: Arc::new(integrations),
+        authorizer: Arc::new(authorizer),
+        follower,
+    })
 }
 
 /// Returns the server's TLS settings: client certificates are optional at the handshake (browsers

@@ -11,6 +11,7 @@ use secrecy::{SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Catalog;
+use crate::index::follower::FeedSettings;
 use crate::service::integrations::{MIN_GRACE, RotationPolicy};
 
 /// The scope catalog shipped with privint (`scopes.toml`).
@@ -44,8 +45,30 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub shutdown_delay: Duration,
     pub rotation: RotationSettings,
+    pub change_feed: ChangeFeedSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
+}
+
+/// How this replica follows changes made by other replicas.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChangeFeedSettings {
+    /// How often the events table is polled (on PostgreSQL, NOTIFY also wakes the follower).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often every integration is reloaded, as a safety net.
+    #[serde(with = "humantime_serde")]
+    pub resync_interval: Duration,
+}
+
+impl Default for ChangeFeedSettings {
+    fn default() -> Self {
+        Self {
+            poll_interval: Duration::from_millis(250),
+            resync_interval: Duration::from_secs(300),
+        }
+    }
 }
 
 /// TLS for the port, and client certificates for Authorize callers.
@@ -114,6 +137,7 @@ impl Default for Settings {
             log_filter: "info".to_owned(),
             shutdown_delay: Duration::ZERO,
             rotation: RotationSettings::default(),
+            change_feed: ChangeFeedSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
         }
@@ -177,6 +201,7 @@ pub struct Config {
     pub log_filter: String,
     pub shutdown_delay: Duration,
     pub rotation: RotationPolicy,
+    pub change_feed: FeedSettings,
     pub jwks_file: Option<PathBuf>,
     pub hs256_secret: Option<SecretString>,
     pub issuer: String,
@@ -229,6 +254,7 @@ impl std::fmt::Debug for Config {
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("max_message_bytes", &self.max_message_bytes)
             .field("rotation", &self.rotation)
+            .field("change_feed", &self.change_feed)
             .field("jwks_file", &self.jwks_file)
             .field(
                 "hs256_secret",
@@ -272,6 +298,19 @@ impl TryFrom<Settings> for Config {
             return Err("database_url must start with sqlite:// or postgres://".to_owned());
         }
         let tls = TlsConfig::load(&settings.tls)?;
+        let feed = &settings.change_feed;
+        if feed.poll_interval < Duration::from_millis(10)
+            || feed.resync_interval < Duration::from_secs(1)
+        {
+            return Err(
+                "change_feed: poll_interval must be at least 10ms and resync_interval at least 1s"
+                    .to_owned(),
+            );
+        }
+        let change_feed = FeedSettings {
+            poll_interval: feed.poll_interval,
+            resync_interval: feed.resync_interval,
+        };
         let catalog_text = match &settings.scopes_file {
             Some(path) => std::fs::read_to_string(path)
                 .map_err(|err| format!("cannot read scopes_file {}: {err}", path.display()))?,
@@ -315,6 +354,7 @@ impl TryFrom<Settings> for Config {
             log_filter: settings.log_filter,
             shutdown_delay: settings.shutdown_delay,
             rotation,
+            change_feed,
             jwks_file: settings
                 .auth
                 .jwks_file

@@ -7,6 +7,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -62,6 +63,7 @@ pub struct Metrics {
     authorize_latency: Histogram,
     live_tokens: Gauge,
     indexed_tokens: Gauge,
+    change_feed_lag: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -99,6 +101,12 @@ impl Metrics {
             "Tokens in the in-memory index, live or not",
             indexed_tokens.clone(),
         );
+        let change_feed_lag = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "change_feed_lag_seconds",
+            "How far behind the database the token index may be (changes of other replicas)",
+            change_feed_lag.clone(),
+        );
         Arc::new(Self {
             registry,
             rpc_calls,
@@ -106,6 +114,7 @@ impl Metrics {
             authorize_latency,
             live_tokens,
             indexed_tokens,
+            change_feed_lag,
         })
     }
 
@@ -135,8 +144,10 @@ impl Metrics {
         self.rpc_calls.get_or_create(&RpcLabels { rpc, code }).inc();
     }
 
-    /// Returns the Prometheus text exposition, with the token gauges set to `live` and `indexed`.
-    pub fn encode(&self, live: usize, indexed: usize) -> String {
+    /// Returns the Prometheus text exposition, with the token gauges set to `live` and
+    /// `indexed` and the change-feed lag to `lag`.
+    pub fn encode(&self, live: usize, indexed: usize, lag: chrono::Duration) -> String {
+        self.change_feed_lag.set(lag.as_seconds_f64());
         self.live_tokens
             .set(i64::try_from(live).unwrap_or(i64::MAX));
         self.indexed_tokens

@@ -39,12 +39,12 @@ impl pb::token_authorizer_server::TokenAuthorizer for AuthorizerApi {
             ));
         }
         let request = request.into_inner();
-        let decision = service.authorize(
+        let answer = service.authorize(
             &request.token,
             &request.required_scopes,
             &request.agency_id,
             &request.location_id,
         )?;
-        Ok(Response::new(convert::decision(decision)))
+        Ok(Response::new(convert::answer(answer)))
     }
 }

@@ -9,6 +9,7 @@ use crate::domain::event::{Event, EventFilter};
 use crate::domain::integration::{AccountId, Integration, IntegrationId, Level, TokenRecord};
 use crate::domain::scope::ScopeEntry;
 use crate::grpc::pb;
+use crate::service::authorizer::Answer;
 
 /// The page size used when a request asks for none.
 const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -219,8 +220,20 @@ pub fn event(event: Event) -> pb::Event {
     }
 }
 
-/// Encodes an Authorize decision.
-pub fn decision(decision: Decision) -> pb::AuthorizeResponse {
+/// Encodes an Authorize answer.
+pub fn answer(answer: Answer) -> pb::AuthorizeResponse {
+    let staleness = answer.index_staleness;
+    let index_staleness = Some(prost_types::Duration {
+        seconds: staleness.num_seconds(),
+        nanos: staleness.subsec_nanos(),
+    });
+    pb::AuthorizeResponse {
+        index_staleness,
+        ..decision(answer.decision)
+    }
+}
+
+fn decision(decision: Decision) -> pb::AuthorizeResponse {
     match decision {
         Decision::Allow {
             token_id,

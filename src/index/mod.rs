@@ -5,7 +5,10 @@
 //! integration's version guards against an older state overwriting a newer one.
 //! It does not read the database itself and does not decide anything: see `domain::decision`.
 
+pub mod follower;
+
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -23,6 +26,8 @@ pub struct TokenIndex {
     /// The version of each integration as last applied. Writers hold this lock while applying,
     /// so two writers never interleave; readers never take it.
     versions: Mutex<HashMap<IntegrationId, i64>>,
+    /// Every change committed before this time (Unix milliseconds) is applied; 0 until loaded.
+    synced_at_millis: AtomicI64,
 }
 
 impl TokenIndex {
@@ -41,6 +46,19 @@ impl TokenIndex {
     ) -> Decision {
         let entry = self.tokens.get(token_hash);
         authorize(entry.as_deref(), required, target, now)
+    }
+
+    /// Records that every change committed before `time` is applied (never moving backwards).
+    pub fn mark_synced(&self, time: DateTime<Utc>) {
+        self.synced_at_millis
+            .fetch_max(time.timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Returns how far behind the database the index may be at `now`: changes made on other
+    /// replicas within this time may not be applied yet.
+    pub fn staleness(&self, now: DateTime<Utc>) -> chrono::Duration {
+        let synced = self.synced_at_millis.load(Ordering::Relaxed);
+        chrono::Duration::milliseconds((now.timestamp_millis() - synced).max(0))
     }
 
     /// Returns how many tokens the index holds, live or not.

@@ -13,6 +13,13 @@ use crate::index::TokenIndex;
 use crate::metrics::Metrics;
 use crate::service::clock::Clock;
 
+/// The answer to Authorize: the decision, and how stale the index behind it may be.
+#[derive(Debug)]
+pub struct Answer {
+    pub decision: Decision,
+    pub index_staleness: chrono::Duration,
+}
+
 /// Answers Authorize from the token index.
 pub struct Authorizer {
     index: Arc<TokenIndex>,
@@ -42,6 +49,11 @@ impl Authorizer {
         (self.index.live_count(self.clock.now()), self.index.len())
     }
 
+    /// Returns how far behind the database the index may be now.
+    pub fn index_staleness(&self) -> chrono::Duration {
+        self.index.staleness(self.clock.now())
+    }
+
     /// Decides whether `token` (bare or `Bearer ...`) may act on the account with every scope of `required`.
     ///
     /// # Errors
@@ -53,7 +65,8 @@ impl Authorizer {
         required: &[String],
         agency_id: &str,
         location_id: &str,
-    ) -> Result<Decision, Error> {
+    ) -> Result<Answer, Error> {
+        let started = Instant::now();
         let target = Target {
             agency_id: AccountId::parse_optional("agency_id", agency_id)?,
             location_id: AccountId::parse_optional("location_id", location_id)?,
@@ -66,16 +79,16 @@ impl Authorizer {
             .into());
         }
         let required = self.catalog.required("required_scopes", required)?;
-        let started = Instant::now();
+        let now = self.clock.now();
         // Digested in place: no copy of the token is made.
         let decision = match TokenHash::parse(token) {
-            Ok(token_hash) => {
-                self.index
-                    .authorize(&token_hash, &required, &target, self.clock.now())
-            }
+            Ok(token_hash) => self.index.authorize(&token_hash, &required, &target, now),
             Err(_) => Decision::Deny(DenyReason::MalformedToken),
         };
         self.metrics.record_authorize(&decision, started.elapsed());
-        Ok(decision)
+        Ok(Answer {
+            decision,
+            index_staleness: self.index.staleness(now),
+        })
     }
 }

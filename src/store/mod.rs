@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
+use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
@@ -100,8 +101,10 @@ impl Store {
             None => None,
         };
         let tx = self.db.begin().await.map_err(db_error)?;
+        let notify = self.db.get_database_backend() == DbBackend::Postgres;
         Ok(StoreTx {
             tx,
+            notify,
             _writer: writer,
         })
     }
@@ -272,6 +275,42 @@ impl Store {
         rows.into_iter().map(event).collect()
     }
 
+    /// Returns the highest id of the events stamped before `time`, or 0 if there is none:
+    /// where a change-feed follower can start without missing a transaction still in flight.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure.
+    pub async fn last_event_id_before(&self, time: DateTime<Utc>) -> Result<i64, Error> {
+        use entity::event::Column;
+        let last = entity::event::Entity::find()
+            .select_only()
+            .column_as(Column::Id.max(), "max_id")
+            .filter(Column::Time.lt(time))
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(last.flatten().unwrap_or(0))
+    }
+
+    /// Returns a subscription to new events on PostgreSQL (LISTEN/NOTIFY), or `None` on SQLite,
+    /// where only polling sees other writers.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` if the listening connection cannot be opened.
+    pub async fn event_wakeups(&self) -> Result<Option<EventWakeups>, Error> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let pool = self.db.get_postgres_connection_pool();
+        let mut listener = PgListener::connect_with(pool).await.map_err(listen_error)?;
+        listener
+            .listen(EVENTS_CHANNEL)
+            .await
+            .map_err(listen_error)?;
+        Ok(Some(EventWakeups(listener)))
+    }
+
     /// Returns the highest event id, or 0 if there is none.
     ///
     /// # Errors
@@ -289,9 +328,31 @@ impl Store {
     }
 }
 
+/// The PostgreSQL channel notified at every committed event.
+const EVENTS_CHANNEL: &str = "privint_events";
+
+/// Wakes a change-feed follower when another writer commits an event (PostgreSQL only).
+pub struct EventWakeups(PgListener);
+
+impl EventWakeups {
+    /// Completes at the next notification (or at once if some are queued).
+    ///
+    /// # Errors
+    /// Returns `Unavailable` if the listening connection fails; it reconnects on the next call.
+    pub async fn next(&mut self) -> Result<(), Error> {
+        self.0.recv().await.map(|_| ()).map_err(listen_error)
+    }
+}
+
+fn listen_error(err: sea_orm::sqlx::Error) -> Error {
+    Error::Unavailable(anyhow::Error::from(err).context("cannot listen for events"))
+}
+
 /// One write transaction. Every lifecycle action is one of these: read, change, one event, commit.
 pub struct StoreTx {
     tx: DatabaseTransaction,
+    /// On PostgreSQL, each event also sends `NOTIFY privint_events` (delivered at commit).
+    notify: bool,
     _writer: Option<OwnedMutexGuard<()>>,
 }
 
@@ -434,6 +495,12 @@ impl StoreTx {
             .exec(&self.tx)
             .await
             .map_err(db_error)?;
+        if self.notify {
+            self.tx
+                .execute_unprepared(&format!("NOTIFY {EVENTS_CHANNEL}"))
+                .await
+                .map_err(db_error)?;
+        }
         Ok(Event {
             id: inserted.last_insert_id,
             kind: change.kind,

@@ -95,6 +95,16 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Returns the same database, for a second server (the first keeps any temporary directory).
+    pub fn share(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+}
+
 /// A running privint server and what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,

@@ -1,0 +1,147 @@
+//! The change-feed follower: keeps this replica's token index in line with changes other
+//! replicas commit, by reading the events table in id order and reloading each changed
+//! integration, with a periodic full reload as a safety net.
+//!
+//! Staleness bound: a change committed on another replica is applied here within about one
+//! poll interval (default 250 ms; on PostgreSQL a NOTIFY wakes the follower at once), plus up
+//! to `GAP_WAIT` (2 s) when an event id is still in flight, and in any case by the next full
+//! reload (default 5 minutes). The index records the time up to which it is complete, and
+//! Authorize reports the difference as its staleness.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::domain::error::Error;
+use crate::domain::event::deliverable;
+use crate::index::TokenIndex;
+use crate::service::clock::Clock;
+use crate::store::Store;
+
+/// How many events one poll reads at most.
+const BATCH: u64 = 500;
+
+/// How often the follower polls and reloads everything.
+#[derive(Debug, Clone)]
+pub struct FeedSettings {
+    pub poll_interval: Duration,
+    pub resync_interval: Duration,
+}
+
+/// Follows the events table into the token index.
+pub struct Follower {
+    store: Store,
+    index: Arc<TokenIndex>,
+    clock: Arc<dyn Clock>,
+    settings: FeedSettings,
+    /// The id of the last event applied.
+    cursor: i64,
+}
+
+impl Follower {
+    /// Returns a follower that starts after event `cursor`.
+    pub fn new(
+        store: Store,
+        index: Arc<TokenIndex>,
+        clock: Arc<dyn Clock>,
+        settings: FeedSettings,
+        cursor: i64,
+    ) -> Self {
+        Self {
+            store,
+            index,
+            clock,
+            settings,
+            cursor,
+        }
+    }
+
+    /// Follows the feed until `stop` turns true. Database errors are logged once per outage and
+    /// retried; meanwhile the index's staleness grows.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut wakeups = None;
+        let mut last_resync = Instant::now();
+        let mut failing = false;
+        loop {
+            if wakeups.is_none() {
+                wakeups = self.store.event_wakeups().await.ok().flatten();
+            }
+            let result = if last_resync.elapsed() >= self.settings.resync_interval {
+                last_resync = Instant::now();
+                self.resync().await
+            } else {
+                self.poll().await
+            };
+            match (result, failing) {
+                (Ok(()), true) => {
+                    info!("change feed reachable again");
+                    failing = false;
+                }
+                (Err(err), false) => {
+                    warn!(error = ?err, "change feed unreachable; Authorize answers from the index as it is");
+                    failing = true;
+                    wakeups = None;
+                }
+                _ => {}
+            }
+            let until_resync = self
+                .settings
+                .resync_interval
+                .saturating_sub(last_resync.elapsed());
+            let listener_failed = {
+                let wakeup = async {
+                    match wakeups.as_mut() {
+                        Some(wakeups) => wakeups.next().await.is_err(),
+                        None => std::future::pending::<bool>().await,
+                    }
+                };
+                tokio::select! {
+                    () = tokio::time::sleep(self.settings.poll_interval.min(until_resync)) => false,
+                    failed = wakeup => failed,
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                }
+            };
+            if listener_failed {
+                // Polling goes on; the listener is reopened on the next round.
+                wakeups = None;
+            }
+        }
+    }
+
+    /// Applies the integrations changed by new events; marks the index synced when caught up.
+    async fn poll(&mut self) -> Result<(), Error> {
+        let started = self.clock.now();
+        let events = self.store.events_after(self.cursor, BATCH).await?;
+        let ready = deliverable(&events, self.cursor, self.clock.now());
+        let changed: BTreeSet<_> = events[..ready]
+            .iter()
+            .map(|event| event.integration_id.clone())
+            .collect();
+        for id in changed {
+            if let Some(loaded) = self.store.load_integration(&id).await? {
+                self.index.apply(&loaded.integration, &loaded.retired);
+            }
+        }
+        if let Some(last) = events[..ready].last() {
+            self.cursor = last.id;
+        }
+        if ready == events.len() && events.len() < BATCH as usize {
+            self.index.mark_synced(started);
+        }
+        Ok(())
+    }
+
+    /// Reloads every integration: catches anything the feed could have missed.
+    async fn resync(&mut self) -> Result<(), Error> {
+        let started = self.clock.now();
+        for loaded in self.store.load_all().await? {
+            self.index.apply(&loaded.integration, &loaded.retired);
+        }
+        // The cursor stays: polling goes on from where it was, re-applying harmlessly.
+        self.index.mark_synced(started);
+        Ok(())
+    }
+}
