@@ -88,7 +88,11 @@ async fn metrics_count_calls_results_and_tokens() {
     assert_line(&page, "privint_authorize_latency_seconds_count 3");
     assert_line(&page, "privint_live_tokens 1");
     assert_line(&page, "privint_indexed_tokens 1");
-    assert!(page.lines().any(|line| line.starts_with("privint_change_feed_lag_seconds ")), "{page}");
+    assert!(
+        page.lines()
+            .any(|line| line.starts_with("privint_change_feed_lag_seconds ")),
+        "{page}"
+    );
     assert!(!page.contains(&token["pit-".len()..]));
 
     let expire = pb::ExpireTokenRequest {
