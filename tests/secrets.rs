@@ -59,17 +59,7 @@ async fn lifecycle(addr: &str) -> Vec<String> {
         .await
         .expect("connect");
     let jwt = common::jwt(common::user("agency_admin", common::AGENCY, &[], None));
-    let bearer: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {jwt}").parse().expect("metadata");
-    let mut api = pb::integration_service_client::IntegrationServiceClient::with_interceptor(
-        channel.clone(),
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        },
-    );
+    let mut api = common::api_on(channel.clone(), &jwt);
     let mut authorizer = pb::token_authorizer_client::TokenAuthorizerClient::new(channel);
     let mut tokens = Vec::new();
     let created = api

@@ -42,6 +42,13 @@ fn encode(service: &Integrations, integration: &Integration) -> pb::Integration 
     convert::integration(integration, service.rotation_due(integration, now), now)
 }
 
+/// Parses the id of the integration a call acts on, and records it on the call's span.
+fn integration_id(field: &'static str, id: &str) -> Result<IntegrationId, Status> {
+    let id = IntegrationId::parse(field, id)?;
+    tracing::Span::current().record("integration.id", id.as_str());
+    Ok(id)
+}
+
 fn etag(etag: &str) -> Option<&str> {
     (!etag.is_empty()).then_some(etag)
 }
@@ -121,8 +128,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         let integration = request
             .integration
             .ok_or_else(|| Error::from(Violation::new("integration", "is required")))?;
-        let id = IntegrationId::parse("integration.id", &integration.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("integration.id", &integration.id)?;
         let update = update(integration.clone(), request.update_mask)?;
         let integration = service
             .update(&caller, &id, etag(&integration.etag), update)
@@ -137,8 +143,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::DeleteIntegrationResponse>, Status> {
         let (service, caller) = (ready(&self.service)?, caller(&request)?);
         let request = request.into_inner();
-        let id = IntegrationId::parse("id", &request.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("id", &request.id)?;
         service.delete(&caller, &id, etag(&request.etag)).await?;
         Ok(Response::new(pb::DeleteIntegrationResponse {}))
     }
@@ -150,8 +155,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::RotateTokenResponse>, Status> {
         let (service, caller) = (ready(&self.service)?, caller(&request)?);
         let request = request.into_inner();
-        let id = IntegrationId::parse("id", &request.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("id", &request.id)?;
         let grace = request
             .grace_period
             .as_ref()
@@ -185,8 +189,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::Integration>, Status> {
         let (service, caller) = (ready(&self.service)?, caller(&request)?);
         let request = request.into_inner();
-        let id = IntegrationId::parse("id", &request.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("id", &request.id)?;
         let integration = service
             .cancel_rotation(&caller, &id, etag(&request.etag))
             .await?;
@@ -200,8 +203,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::Integration>, Status> {
         let (service, caller) = (ready(&self.service)?, caller(&request)?);
         let request = request.into_inner();
-        let id = IntegrationId::parse("id", &request.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("id", &request.id)?;
         let target = match pb::ExpireTarget::try_from(request.target) {
             Ok(pb::ExpireTarget::All) => ExpireTarget::All,
             Ok(pb::ExpireTarget::Previous) => ExpireTarget::Previous,
@@ -226,8 +228,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::Integration>, Status> {
         let (service, caller) = (ready(&self.service)?, caller(&request)?);
         let request = request.into_inner();
-        let id = IntegrationId::parse("id", &request.id)?;
-        tracing::Span::current().record("integration.id", id.as_str());
+        let id = integration_id("id", &request.id)?;
         let expire_time = request
             .expire_time
             .as_ref()

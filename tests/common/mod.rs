@@ -238,11 +238,7 @@ impl TestApp {
 
     /// Returns a management client sending `jwt`.
     pub async fn api_with(&self, jwt: &str) -> Api {
-        let bearer: MetadataValue<_> = format!("Bearer {jwt}").parse().expect("valid metadata");
-        pb::integration_service_client::IntegrationServiceClient::with_interceptor(
-            self.channel().await,
-            Bearer(Some(bearer)),
-        )
+        api_on(self.channel().await, jwt)
     }
 
     /// Returns a management client acting as an agency admin of `AGENCY` with no permission claim.
@@ -294,6 +290,15 @@ impl tonic::service::Interceptor for Bearer {
         }
         Ok(request)
     }
+}
+
+/// Returns a management client over `channel` sending `jwt`.
+pub fn api_on(channel: Channel, jwt: &str) -> Api {
+    let bearer: MetadataValue<_> = format!("Bearer {jwt}").parse().expect("valid metadata");
+    pb::integration_service_client::IntegrationServiceClient::with_interceptor(
+        channel,
+        Bearer(Some(bearer)),
+    )
 }
 
 pub type Api =
