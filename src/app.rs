@@ -166,11 +166,21 @@ impl App {
         }
 
         let (stop_follower, follower_stopped) = tokio::sync::watch::channel(false);
+        let (stop_recorder, recorder_stopped) = tokio::sync::watch::channel(false);
+        let mut recorder = None;
         let startup = async {
             let started = start_services(&config, clock, Arc::clone(&metrics)).await?;
             let _ = integrations.set(started.integrations);
             let _ = authorizer.set(started.authorizer);
             tokio::spawn(started.follower.run(follower_stopped));
+            let (store, index) = started.recorder;
+            let interval = config.usage_flush_interval;
+            recorder = Some(tokio::spawn(crate::index::recorder::run(
+                store,
+                index,
+                interval,
+                recorder_stopped,
+            )));
             anyhow::Ok(())
         };
         tokio::pin!(shutdown);
@@ -205,6 +215,11 @@ impl App {
                 .context("server failed")?,
             Err(_) => warn!("in-flight calls did not finish within 30 s"),
         }
+        // The last uses are written once no call can make more.
+        let _ = stop_recorder.send(true);
+        if let Some(recorder) = recorder {
+            let _ = recorder.await;
+        }
         let _ = stop_metrics.send(());
         info!("stopped");
         Ok(())
@@ -217,6 +232,8 @@ struct Started {
     integrations: Arc<Integrations>,
     authorizer: Arc<Authorizer>,
     follower: Follower,
+    /// What the use recorder writes from and to.
+    recorder: (Store, Arc<TokenIndex>),
 }
 
 async fn start_services(
@@ -253,6 +270,7 @@ async fn start_services(
         .await
         .context("cannot read the event log")?;
     let catalog = Arc::new(config.catalog.clone());
+    let recorder = (store.clone(), Arc::clone(&index));
     let follower = Follower::new(
         store.clone(),
         Arc::clone(&index),
@@ -273,6 +291,7 @@ async fn start_services(
         integrations: Arc::new(integrations),
         authorizer: Arc::new(authorizer),
         follower,
+        recorder,
     })
 }
 

@@ -40,6 +40,9 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// The default log filter (overridden by `RUST_LOG`).
     pub log_filter: String,
+    /// How often the last use of tokens is written to the database (and at shutdown).
+    #[serde(with = "humantime_serde")]
+    pub usage_flush_interval: Duration,
     /// How long the server keeps answering after readiness turns NOT_SERVING on SIGTERM, so
     /// load balancers stop sending calls before the port closes.
     #[serde(with = "humantime_serde")]
@@ -136,6 +139,7 @@ impl Default for Settings {
             max_message_bytes: 256 * 1024,
             log_filter: "info".to_owned(),
             shutdown_delay: Duration::ZERO,
+            usage_flush_interval: Duration::from_secs(10),
             rotation: RotationSettings::default(),
             change_feed: ChangeFeedSettings::default(),
             auth: AuthSettings::default(),
@@ -200,6 +204,7 @@ pub struct Config {
     pub max_message_bytes: usize,
     pub log_filter: String,
     pub shutdown_delay: Duration,
+    pub usage_flush_interval: Duration,
     pub rotation: RotationPolicy,
     pub change_feed: FeedSettings,
     pub jwks_file: Option<PathBuf>,
@@ -353,6 +358,7 @@ impl TryFrom<Settings> for Config {
             max_message_bytes: settings.max_message_bytes,
             log_filter: settings.log_filter,
             shutdown_delay: settings.shutdown_delay,
+            usage_flush_interval: settings.usage_flush_interval.max(Duration::from_millis(10)),
             rotation,
             change_feed,
             jwks_file: settings

@@ -892,9 +892,21 @@ async fn restart_keeps_tokens(backend: Backend) {
     assert!(after[0].previous_token);
     assert_eq!(deny_reason(&after[2]), Some(RevokedToken));
     let mut api = app.api().await;
-    let fetched = get(&mut api, &integration.id)
+    let mut fetched = get(&mut api, &integration.id)
         .await
         .expect("get after restart");
+    // The same integration, now with the uses made before the restart.
+    assert!(fetched.last_used_time.is_some());
+    fetched.last_used_time = None;
+    for token in [&mut fetched.current_token, &mut fetched.previous_token]
+        .into_iter()
+        .flatten()
+    {
+        assert!(
+            token.last_used_time.take().is_some(),
+            "both tokens were used"
+        );
+    }
     assert_eq!(Some(fetched), rotated.integration);
 }
 

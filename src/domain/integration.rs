@@ -237,6 +237,8 @@ pub struct TokenRecord {
     pub expire_time: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked token never works again.
     pub revoke_time: Option<DateTime<Utc>>,
+    /// When it last authorized a call, as far as recorded.
+    pub last_used_time: Option<DateTime<Utc>>,
 }
 
 impl TokenRecord {
@@ -249,6 +251,7 @@ impl TokenRecord {
             create_time: now,
             expire_time: None,
             revoke_time: None,
+            last_used_time: None,
         }
     }
 

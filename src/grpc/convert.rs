@@ -151,6 +151,7 @@ fn token_info(token: &TokenRecord) -> pb::TokenInfo {
         hint: token.hint.clone(),
         create_time: Some(timestamp(token.create_time)),
         expire_time: token.expire_time.map(timestamp),
+        last_used_time: token.last_used_time.map(timestamp),
     }
 }
 
@@ -185,6 +186,12 @@ pub fn integration(
         previous_token: integration.live_previous(now).map(token_info),
         rotation_due,
         level: encode_level(integration.owner.level()).into(),
+        last_used_time: [&integration.current, &integration.previous]
+            .into_iter()
+            .flatten()
+            .filter_map(|token| token.last_used_time)
+            .max()
+            .map(timestamp),
     }
 }
 

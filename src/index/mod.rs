@@ -6,6 +6,7 @@
 //! It does not read the database itself and does not decide anything: see `domain::decision`.
 
 pub mod follower;
+pub mod recorder;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -15,14 +16,46 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
 use crate::domain::decision::{Decision, Grant, Target, TokenGrant, authorize};
-use crate::domain::integration::{Integration, IntegrationId, TokenRecord};
+use crate::domain::integration::{Integration, IntegrationId, TokenId, TokenRecord};
 use crate::domain::scope::RequiredScopes;
 use crate::domain::token::TokenHash;
+
+/// A token's grant and when it was last used.
+struct Entry {
+    grant: TokenGrant,
+    /// Kept across re-applies of the token, so no use is forgotten.
+    usage: Arc<Usage>,
+}
+
+/// When a token last authorized a call, and how much of that is written to the database.
+#[derive(Default)]
+struct Usage {
+    /// Unix milliseconds of the last allowed call; 0 for never.
+    last_used: AtomicI64,
+    /// The `last_used` value the database has (or was read from it).
+    recorded: AtomicI64,
+}
+
+/// A use to write to the database; see [`TokenIndex::unrecorded_uses`].
+pub struct UnrecordedUse {
+    pub token_id: TokenId,
+    pub time: DateTime<Utc>,
+    usage: Arc<Usage>,
+}
+
+impl UnrecordedUse {
+    /// Marks this use as written.
+    pub fn recorded(&self) {
+        self.usage
+            .recorded
+            .fetch_max(self.time.timestamp_millis(), Ordering::Relaxed);
+    }
+}
 
 /// Every known token by digest, live or not, so a revoked token is told apart from an unknown one.
 #[derive(Default)]
 pub struct TokenIndex {
-    tokens: DashMap<TokenHash, TokenGrant>,
+    tokens: DashMap<TokenHash, Entry>,
     /// The version of each integration as last applied. Writers hold this lock while applying,
     /// so two writers never interleave; readers never take it.
     versions: Mutex<HashMap<IntegrationId, i64>>,
@@ -45,7 +78,45 @@ impl TokenIndex {
         now: DateTime<Utc>,
     ) -> Decision {
         let entry = self.tokens.get(token_hash);
-        authorize(entry.as_deref(), required, target, now)
+        let decision = authorize(entry.as_ref().map(|it| &it.grant), required, target, now);
+        if let (Some(entry), Decision::Allow { .. }) = (&entry, &decision) {
+            entry
+                .usage
+                .last_used
+                .fetch_max(now.timestamp_millis(), Ordering::Relaxed);
+        }
+        decision
+    }
+
+    /// Returns when the token with this digest last authorized a call, as this replica knows it.
+    pub fn last_used(&self, token_hash: &TokenHash) -> Option<DateTime<Utc>> {
+        let millis = self
+            .tokens
+            .get(token_hash)?
+            .usage
+            .last_used
+            .load(Ordering::Relaxed);
+        (millis > 0)
+            .then(|| DateTime::from_timestamp_millis(millis))
+            .flatten()
+    }
+
+    /// Returns the uses not yet written to the database. Scans the index.
+    pub fn unrecorded_uses(&self) -> Vec<UnrecordedUse> {
+        self.tokens
+            .iter()
+            .filter_map(|entry| {
+                let last_used = entry.usage.last_used.load(Ordering::Relaxed);
+                if last_used <= entry.usage.recorded.load(Ordering::Relaxed) {
+                    return None;
+                }
+                Some(UnrecordedUse {
+                    token_id: entry.grant.token_id.clone(),
+                    time: DateTime::from_timestamp_millis(last_used)?,
+                    usage: Arc::clone(&entry.usage),
+                })
+            })
+            .collect()
     }
 
     /// Records that every change committed before `time` is applied (never moving backwards).
@@ -71,7 +142,8 @@ impl TokenIndex {
         self.tokens
             .iter()
             .filter(|it| {
-                it.revoke_time.is_none() && it.expire_time.is_none_or(|expire| now < expire)
+                it.grant.revoke_time.is_none()
+                    && it.grant.expire_time.is_none_or(|expire| now < expire)
             })
             .count()
     }
@@ -123,14 +195,26 @@ impl TokenIndex {
         is_previous: bool,
         revoke_time: Option<DateTime<Utc>>,
     ) {
-        let entry = TokenGrant {
+        let grant = TokenGrant {
             token_id: token.id.clone(),
             grant: Arc::clone(grant),
             expire_time: token.expire_time,
             revoke_time,
             is_previous,
         };
-        self.tokens.insert(token.hash, entry);
+        let usage = match self.tokens.get(&token.hash) {
+            Some(existing) => Arc::clone(&existing.usage),
+            None => Arc::default(),
+        };
+        if let Some(recorded) = token.last_used_time {
+            usage
+                .last_used
+                .fetch_max(recorded.timestamp_millis(), Ordering::Relaxed);
+            usage
+                .recorded
+                .fetch_max(recorded.timestamp_millis(), Ordering::Relaxed);
+        }
+        self.tokens.insert(token.hash, Entry { grant, usage });
     }
 }
 

@@ -172,7 +172,7 @@ impl Integrations {
             .await?
             .ok_or_else(|| not_found(id))?;
         caller.check_view(&integration.owner, "integration", id.as_str())?;
-        Ok(integration)
+        Ok(self.with_local_uses(integration))
     }
 
     /// Lists the integrations of an agency (all levels) or of one of its locations, in creation order.
@@ -208,6 +208,10 @@ impl Integrations {
         } else {
             None
         };
+        let items = items
+            .into_iter()
+            .map(|it| self.with_local_uses(it))
+            .collect();
         Ok(Page { items, next })
     }
 
@@ -500,7 +504,7 @@ impl Integrations {
             return Err(err);
         }
         self.applied(&integration, &change, &event);
-        Ok((integration, extra))
+        Ok((self.with_local_uses(integration), extra))
     }
 
     /// Reloads one integration into the index in the background, retrying until the database
@@ -517,6 +521,18 @@ impl Integrations {
             }
             warn!(integration.id = %id, "gave up reconciling the token index");
         });
+    }
+
+    /// Adds the uses this replica saw but has not written yet (they are written every few seconds).
+    fn with_local_uses(&self, mut integration: Integration) -> Integration {
+        for token in integration
+            .current
+            .iter_mut()
+            .chain(integration.previous.iter_mut())
+        {
+            token.last_used_time = token.last_used_time.max(self.index.last_used(&token.hash));
+        }
+        integration
     }
 
     /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.

@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DatabaseTransaction, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    RuntimeErr, SqlErr, TransactionTrait,
+    AccessMode, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait,
+    Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, EntityTrait,
+    IsolationLevel, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -109,6 +109,25 @@ impl Store {
         })
     }
 
+    /// Starts a read-only transaction whose reads all see one snapshot, so an integration row and
+    /// its tokens are read as of the same commit. Without it, a token committed between the two
+    /// reads would look retired (in no slot) and be taken for revoked.
+    async fn snapshot(&self) -> Result<DatabaseTransaction, Error> {
+        let snapshot = match self.db.get_database_backend() {
+            // SQLite holds one snapshot for a whole read transaction anyway.
+            DbBackend::Sqlite => self.db.begin().await,
+            _ => {
+                self.db
+                    .begin_with_config(
+                        Some(IsolationLevel::RepeatableRead),
+                        Some(AccessMode::ReadOnly),
+                    )
+                    .await
+            }
+        };
+        snapshot.map_err(db_error)
+    }
+
     /// Returns the live (not deleted) integration with this id, if any.
     ///
     /// # Errors
@@ -182,14 +201,16 @@ impl Store {
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure.
     pub async fn load_all(&self) -> Result<Vec<IntegrationTokens>, Error> {
+        let snapshot = self.snapshot().await?;
         let rows = entity::integration::Entity::find()
-            .all(&self.db)
+            .all(&snapshot)
             .await
             .map_err(db_error)?;
         let tokens = entity::token::Entity::find()
-            .all(&self.db)
+            .all(&snapshot)
             .await
             .map_err(db_error)?;
+        snapshot.commit().await.map_err(db_error)?;
         let mut tokens_by_integration: std::collections::HashMap<String, Vec<TokenRecord>> =
             Default::default();
         for token in tokens {
@@ -216,16 +237,18 @@ impl Store {
         &self,
         id: &IntegrationId,
     ) -> Result<Option<IntegrationTokens>, Error> {
+        let snapshot = self.snapshot().await?;
         let row = entity::integration::Entity::find_by_id(id.as_str())
-            .one(&self.db)
+            .one(&snapshot)
             .await
             .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
         let tokens = entity::token::Entity::find()
             .filter(entity::token::Column::IntegrationId.eq(id.as_str()))
-            .all(&self.db)
+            .all(&snapshot)
             .await
             .map_err(db_error)?;
+        snapshot.commit().await.map_err(db_error)?;
         let tokens = tokens
             .into_iter()
             .map(token_record)
@@ -309,6 +332,29 @@ impl Store {
             .await
             .map_err(listen_error)?;
         Ok(Some(EventWakeups(listener)))
+    }
+
+    /// Records when tokens were last used, in one transaction; a recorded time never moves back.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure; then nothing was recorded.
+    pub async fn record_last_use(&self, uses: &[(TokenId, DateTime<Utc>)]) -> Result<(), Error> {
+        use entity::token::Column;
+        let tx = self.db.begin().await.map_err(db_error)?;
+        for (token_id, time) in uses {
+            entity::token::Entity::update_many()
+                .col_expr(Column::LastUsedTime, Expr::value(*time))
+                .filter(Column::Id.eq(token_id.as_str()))
+                .filter(
+                    Condition::any()
+                        .add(Column::LastUsedTime.is_null())
+                        .add(Column::LastUsedTime.lt(*time)),
+                )
+                .exec(&tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
     }
 
     /// Returns the highest event id, or 0 if there is none.
@@ -452,6 +498,8 @@ impl StoreTx {
                 create_time: Set(token.create_time),
                 expire_time: Set(token.expire_time),
                 revoke_time: Set(token.revoke_time),
+                // Only `record_last_use` writes it; the upsert below leaves it alone.
+                last_used_time: Set(None),
             };
             entity::token::Entity::insert(row)
                 .on_conflict(
@@ -583,6 +631,7 @@ fn token_record(row: entity::token::Model) -> Result<TokenRecord, Error> {
         create_time: row.create_time,
         expire_time: row.expire_time,
         revoke_time: row.revoke_time,
+        last_used_time: row.last_used_time,
     })
 }
 

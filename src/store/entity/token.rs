@@ -14,6 +14,8 @@ pub struct Model {
     pub create_time: DateTimeUtc,
     pub expire_time: Option<DateTimeUtc>,
     pub revoke_time: Option<DateTimeUtc>,
+    /// Written in batches by `Store::record_last_use`.
+    pub last_used_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
+mod m20261125_000001_token_last_used;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261124_000001_initial::Migration)]
+        vec![
+            Box::new(m20261124_000001_initial::Migration),
+            Box::new(m20261125_000001_token_last_used::Migration),
+        ]
     }
 }

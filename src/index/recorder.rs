@@ -1,0 +1,53 @@
+//! Writes when tokens were last used to the database, in batches: Authorize only bumps an
+//! atomic in memory, and this task records what changed every `interval` and at shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::warn;
+
+use crate::domain::error::Error;
+use crate::index::TokenIndex;
+use crate::store::Store;
+
+/// Writes the uses not yet recorded; returns how many tokens it wrote.
+///
+/// # Errors
+/// Returns `Unavailable` or `Internal` if the database fails; the uses are kept for next time.
+pub async fn record_uses(store: &Store, index: &TokenIndex) -> Result<usize, Error> {
+    let uses = index.unrecorded_uses();
+    if uses.is_empty() {
+        return Ok(0);
+    }
+    let batch: Vec<_> = uses
+        .iter()
+        .map(|it| (it.token_id.clone(), it.time))
+        .collect();
+    store.record_last_use(&batch).await?;
+    for recorded in &uses {
+        recorded.recorded();
+    }
+    Ok(uses.len())
+}
+
+/// Records uses every `interval` until `stop` turns true, then once more.
+pub async fn run(
+    store: Store,
+    index: Arc<TokenIndex>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            () = tokio::time::sleep(interval) => false,
+            _ = stop.wait_for(|stopped| *stopped) => true,
+        };
+        if let Err(err) = record_uses(&store, &index).await {
+            warn!(error = ?err, "cannot record token uses; keeping them for the next round");
+        }
+        if stopping {
+            return;
+        }
+    }
+}
