@@ -1,9 +1,11 @@
 //! The in-memory token index: every token's digest with its integration's grant.
 //!
 //! Authorize reads it without locks held across awaits and without touching the database.
-//! Writers (start-up load, this replica's own changes) apply whole integrations, and an
-//! integration's version guards against an older state overwriting a newer one.
-//! It does not read the database itself and does not decide anything: see `domain::decision`.
+//! Writers (the start-up load, this replica's own changes, the change-feed `follower`) apply
+//! whole integrations; an integration's version guards its slots against an older state, and
+//! retired tokens, being final, always apply. Each entry also keeps when its token was last
+//! used, which the `recorder` writes out in batches.
+//! The index itself does not read the database and decides nothing: see `domain::decision`.
 
 pub mod follower;
 pub mod recorder;
