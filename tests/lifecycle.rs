@@ -907,7 +907,13 @@ async fn restart_keeps_tokens(backend: Backend) {
             "both tokens were used"
         );
     }
-    assert_eq!(Some(fetched), rotated.integration);
+    assert!(
+        fetched.unused_scopes.is_empty(),
+        "both scopes were required before the restart"
+    );
+    let mut expected = rotated.integration.expect("integration");
+    expected.unused_scopes.clear();
+    assert_eq!(fetched, expected);
 }
 
 async fn concurrent_rotations_serialize(backend: Backend) {

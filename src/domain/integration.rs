@@ -338,6 +338,9 @@ pub struct Integration {
     pub current: Option<TokenRecord>,
     /// Set only while a rotation window is open (the token may since have expired by time).
     pub previous: Option<TokenRecord>,
+    /// Derived, never stored: granted scopes that no allowed call required lately (least-privilege
+    /// advice). `None` where it was not worked out.
+    pub unused_scopes: Option<ScopeSet>,
 }
 
 /// What a transition did, for the store to persist beside the integration itself.
@@ -399,6 +402,7 @@ impl Integration {
             version: 1,
             current: Some(token),
             previous: None,
+            unused_scopes: None,
         };
         let mut change = Change::new(EventKind::IntegrationCreated)
             .detail("name", integration.name.as_str())

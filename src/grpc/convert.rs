@@ -186,6 +186,12 @@ pub fn integration(
         previous_token: integration.live_previous(now).map(token_info),
         rotation_due,
         level: encode_level(integration.owner.level()).into(),
+        unused_scopes: integration
+            .unused_scopes
+            .iter()
+            .flat_map(|scopes| scopes.as_slice())
+            .map(|scope| scope.as_str().to_owned())
+            .collect(),
         last_used_time: [&integration.current, &integration.previous]
             .into_iter()
             .flatten()

@@ -19,7 +19,7 @@ use dashmap::DashMap;
 
 use crate::domain::decision::{Decision, Grant, Target, TokenGrant, authorize};
 use crate::domain::integration::{Integration, IntegrationId, TokenId, TokenRecord};
-use crate::domain::scope::RequiredScopes;
+use crate::domain::scope::{RequiredScopes, Scope, ScopeSet};
 use crate::domain::token::TokenHash;
 
 /// A token's grant and when it was last used.
@@ -27,6 +27,68 @@ struct Entry {
     grant: TokenGrant,
     /// Kept across re-applies of the token, so no use is forgotten.
     usage: Arc<Usage>,
+    /// Shared by the integration's live tokens.
+    scopes: Arc<ScopeUses>,
+}
+
+/// When each scope of an integration's grant was last required by an allowed call.
+#[derive(Default)]
+struct ScopeUses {
+    /// The grant's scopes, sorted.
+    names: Vec<Scope>,
+    // Invariant: `last` and `recorded` have one entry per name; Unix milliseconds, 0 for never.
+    last: Vec<AtomicI64>,
+    recorded: Vec<AtomicI64>,
+}
+
+impl ScopeUses {
+    /// Returns the uses of `scopes`, keeping what `old` knew of the scopes both have.
+    fn new(scopes: &ScopeSet, old: Option<&ScopeUses>) -> Self {
+        let carried = |name: &Scope, of: fn(&ScopeUses) -> &Vec<AtomicI64>| {
+            let known = old.and_then(|old| {
+                old.position(name.as_str())
+                    .map(|i| of(old)[i].load(Ordering::Relaxed))
+            });
+            AtomicI64::new(known.unwrap_or(0))
+        };
+        let names = scopes.as_slice().to_vec();
+        let last = names
+            .iter()
+            .map(|name| carried(name, |it| &it.last))
+            .collect();
+        let recorded = names
+            .iter()
+            .map(|name| carried(name, |it| &it.recorded))
+            .collect();
+        Self {
+            names,
+            last,
+            recorded,
+        }
+    }
+
+    fn position(&self, name: &str) -> Option<usize> {
+        self.names
+            .binary_search_by(|scope| scope.as_str().cmp(name))
+            .ok()
+    }
+}
+
+/// A scope use to write to the database; see [`TokenIndex::unrecorded_scope_uses`].
+pub struct UnrecordedScopeUse {
+    pub integration_id: IntegrationId,
+    pub scope: Scope,
+    pub time: DateTime<Utc>,
+    uses: Arc<ScopeUses>,
+    position: usize,
+}
+
+impl UnrecordedScopeUse {
+    /// Marks this use as written.
+    pub fn recorded(&self) {
+        self.uses.recorded[self.position]
+            .fetch_max(self.time.timestamp_millis(), Ordering::Relaxed);
+    }
 }
 
 /// When a token last authorized a call, and how much of that is written to the database.
@@ -63,6 +125,8 @@ pub struct TokenIndex {
     versions: Mutex<HashMap<IntegrationId, i64>>,
     /// Every change committed before this time (Unix milliseconds) is applied; 0 until loaded.
     synced_at_millis: AtomicI64,
+    /// The scope uses of each integration, as its live tokens share them.
+    scope_uses: Mutex<HashMap<IntegrationId, Arc<ScopeUses>>>,
 }
 
 impl TokenIndex {
@@ -82,12 +146,64 @@ impl TokenIndex {
         let entry = self.tokens.get(token_hash);
         let decision = authorize(entry.as_ref().map(|it| &it.grant), required, target, now);
         if let (Some(entry), Decision::Allow { .. }) = (&entry, &decision) {
-            entry
-                .usage
-                .last_used
-                .fetch_max(now.timestamp_millis(), Ordering::Relaxed);
+            let now = now.timestamp_millis();
+            entry.usage.last_used.fetch_max(now, Ordering::Relaxed);
+            for name in required.names() {
+                if let Some(position) = entry.scopes.position(name) {
+                    entry.scopes.last[position].fetch_max(now, Ordering::Relaxed);
+                }
+            }
         }
         decision
+    }
+
+    /// Returns the scopes of an integration that an allowed call on this replica required at or
+    /// after `since`.
+    pub fn scopes_required_since(
+        &self,
+        integration_id: &IntegrationId,
+        since: DateTime<Utc>,
+    ) -> Vec<Scope> {
+        let scope_uses = self
+            .scope_uses
+            .lock()
+            .expect("no panics while holding the lock");
+        let Some(uses) = scope_uses.get(integration_id) else {
+            return Vec::new();
+        };
+        let since = since.timestamp_millis();
+        let used = uses
+            .names
+            .iter()
+            .zip(&uses.last)
+            .filter(|(_, last)| last.load(Ordering::Relaxed) >= since);
+        used.map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Returns the scope uses not yet written to the database.
+    pub fn unrecorded_scope_uses(&self) -> Vec<UnrecordedScopeUse> {
+        let scope_uses = self
+            .scope_uses
+            .lock()
+            .expect("no panics while holding the lock");
+        let mut unrecorded = Vec::new();
+        for (integration_id, uses) in scope_uses.iter() {
+            for position in 0..uses.names.len() {
+                let last = uses.last[position].load(Ordering::Relaxed);
+                if last > uses.recorded[position].load(Ordering::Relaxed)
+                    && let Some(time) = DateTime::from_timestamp_millis(last)
+                {
+                    unrecorded.push(UnrecordedScopeUse {
+                        integration_id: integration_id.clone(),
+                        scope: uses.names[position].clone(),
+                        time,
+                        uses: Arc::clone(uses),
+                        position,
+                    });
+                }
+            }
+        }
+        unrecorded
     }
 
     /// Returns when the token with this digest last authorized a call, as this replica knows it.
@@ -171,22 +287,42 @@ impl TokenIndex {
         // A token out of its slots never returns to them, so its end applies whatever the
         // version: a state applied late must still revoke what it revoked. One that had already
         // expired by time keeps saying so.
+        // Retired tokens never authorize again, so they need no scope uses.
+        let no_scope_uses = Arc::new(ScopeUses::default());
         for token in retired {
             let revoke_time = Some(token.revoke_time.unwrap_or(integration.update_time));
-            self.insert(token, &grant, false, revoke_time);
+            self.insert(token, &grant, false, revoke_time, &no_scope_uses);
         }
         let applied = versions.entry(integration.id.clone()).or_insert(0);
         if *applied > integration.version {
             return;
         }
         *applied = integration.version;
+        let scope_uses = {
+            let mut all = self
+                .scope_uses
+                .lock()
+                .expect("no panics while holding the lock");
+            let current = all.get(&integration.id);
+            match current.filter(|it| it.names == integration.scopes.as_slice()) {
+                Some(same) => Arc::clone(same),
+                None => {
+                    let rebuilt = Arc::new(ScopeUses::new(
+                        &integration.scopes,
+                        current.map(Arc::as_ref),
+                    ));
+                    all.insert(integration.id.clone(), Arc::clone(&rebuilt));
+                    rebuilt
+                }
+            }
+        };
         let slotted = integration
             .current
             .iter()
             .map(|token| (token, false))
             .chain(integration.previous.iter().map(|token| (token, true)));
         for (token, is_previous) in slotted {
-            self.insert(token, &grant, is_previous, token.revoke_time);
+            self.insert(token, &grant, is_previous, token.revoke_time, &scope_uses);
         }
     }
 
@@ -196,6 +332,7 @@ impl TokenIndex {
         grant: &Arc<Grant>,
         is_previous: bool,
         revoke_time: Option<DateTime<Utc>>,
+        scopes: &Arc<ScopeUses>,
     ) {
         let grant = TokenGrant {
             token_id: token.id.clone(),
@@ -216,7 +353,15 @@ impl TokenIndex {
                 .recorded
                 .fetch_max(recorded.timestamp_millis(), Ordering::Relaxed);
         }
-        self.tokens.insert(token.hash, Entry { grant, usage });
+        let scopes = Arc::clone(scopes);
+        self.tokens.insert(
+            token.hash,
+            Entry {
+                grant,
+                usage,
+                scopes,
+            },
+        );
     }
 }
 

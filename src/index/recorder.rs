@@ -1,5 +1,6 @@
-//! Writes when tokens were last used to the database, in batches: Authorize only bumps an
-//! atomic in memory, and this task records what changed every `interval` and at shutdown.
+//! Writes usage to the database in batches: when tokens were last used and when scopes were
+//! last required. Authorize only raises atomics in memory; this task records what changed every
+//! `interval` and at shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,24 +12,32 @@ use crate::domain::error::Error;
 use crate::index::TokenIndex;
 use crate::store::Store;
 
-/// Writes the uses not yet recorded; returns how many tokens it wrote.
+/// Writes the uses not yet recorded; returns how many token and scope uses it wrote.
 ///
 /// # Errors
 /// Returns `Unavailable` or `Internal` if the database fails; the uses are kept for next time.
 pub async fn record_uses(store: &Store, index: &TokenIndex) -> Result<usize, Error> {
     let uses = index.unrecorded_uses();
-    if uses.is_empty() {
+    let scope_uses = index.unrecorded_scope_uses();
+    if uses.is_empty() && scope_uses.is_empty() {
         return Ok(0);
     }
     let batch: Vec<_> = uses
         .iter()
         .map(|it| (it.token_id.clone(), it.time))
         .collect();
-    store.record_last_use(&batch).await?;
+    let scope_batch: Vec<_> = scope_uses
+        .iter()
+        .map(|it| (it.integration_id.clone(), it.scope.clone(), it.time))
+        .collect();
+    store.record_usage(&batch, &scope_batch).await?;
     for recorded in &uses {
         recorded.recorded();
     }
-    Ok(uses.len())
+    for recorded in &scope_uses {
+        recorded.recorded();
+    }
+    Ok(uses.len() + scope_uses.len())
 }
 
 /// Records uses every `interval` until `stop` turns true, then once more.

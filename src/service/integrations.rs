@@ -15,7 +15,7 @@ use crate::domain::integration::{
     AccountId, Change, Description, EventKind, ExpireTarget, Integration, IntegrationId,
     IntegrationName, Level, OldTokens, Owner, Patch, TokenRecord,
 };
-use crate::domain::scope::{Catalog, ScopeEntry};
+use crate::domain::scope::{Catalog, Scope, ScopeEntry, ScopeSet};
 use crate::domain::token::PlainToken;
 use crate::index::TokenIndex;
 use crate::service::clock::Clock;
@@ -36,6 +36,9 @@ pub struct RotationPolicy {
 
 /// How many events one read of the feed returns at most.
 const FEED_BATCH: u64 = 500;
+
+/// Granted scopes that no allowed call required within this long are reported unused.
+pub const UNUSED_SCOPE_WINDOW: Duration = Duration::days(30);
 
 /// The shortest grace period a rotation may ask for.
 pub const MIN_GRACE: Duration = Duration::minutes(1);
@@ -158,7 +161,7 @@ impl Integrations {
             .await?;
         tx.commit().await?;
         self.applied(&integration, &change, &event);
-        Ok((integration, token))
+        Ok((self.with_usage(vec![integration]).await.remove(0), token))
     }
 
     /// Returns an integration the caller may see.
@@ -172,7 +175,7 @@ impl Integrations {
             .await?
             .ok_or_else(|| not_found(id))?;
         caller.check_view(&integration.owner, "integration", id.as_str())?;
-        Ok(self.with_local_uses(integration))
+        Ok(self.with_usage(vec![integration]).await.remove(0))
     }
 
     /// Lists the integrations of an agency (all levels) or of one of its locations, in creation order.
@@ -208,10 +211,7 @@ impl Integrations {
         } else {
             None
         };
-        let items = items
-            .into_iter()
-            .map(|it| self.with_local_uses(it))
-            .collect();
+        let items = self.with_usage(items).await;
         Ok(Page { items, next })
     }
 
@@ -504,7 +504,7 @@ impl Integrations {
             return Err(err);
         }
         self.applied(&integration, &change, &event);
-        Ok((self.with_local_uses(integration), extra))
+        Ok((self.with_usage(vec![integration]).await.remove(0), extra))
     }
 
     /// Reloads one integration into the index in the background, retrying until the database
@@ -523,16 +523,44 @@ impl Integrations {
         });
     }
 
-    /// Adds the uses this replica saw but has not written yet (they are written every few seconds).
-    fn with_local_uses(&self, mut integration: Integration) -> Integration {
-        for token in integration
-            .current
-            .iter_mut()
-            .chain(integration.previous.iter_mut())
-        {
-            token.last_used_time = token.last_used_time.max(self.index.last_used(&token.hash));
+    /// Adds usage: when tokens were last used (including uses this replica saw but has not
+    /// written yet, which it does every few seconds) and which granted scopes went unused for
+    /// `UNUSED_SCOPE_WINDOW`. If the database cannot say, `unused_scopes` stays unknown.
+    async fn with_usage(&self, mut integrations: Vec<Integration>) -> Vec<Integration> {
+        let since = self.clock.now() - UNUSED_SCOPE_WINDOW;
+        let ids: Vec<&IntegrationId> = integrations.iter().map(|it| &it.id).collect();
+        let recorded = match self.store.scopes_required_since(&ids, since).await {
+            Ok(recorded) => Some(recorded),
+            Err(err) => {
+                warn!(error = ?err, "cannot read scope usage; unused scopes left unknown");
+                None
+            }
+        };
+        for integration in &mut integrations {
+            for token in integration
+                .current
+                .iter_mut()
+                .chain(integration.previous.iter_mut())
+            {
+                token.last_used_time = token.last_used_time.max(self.index.last_used(&token.hash));
+            }
+            let Some(recorded) = &recorded else { continue };
+            let local = self.index.scopes_required_since(&integration.id, since);
+            let used = |scope: &Scope| {
+                local.contains(scope)
+                    || recorded
+                        .iter()
+                        .any(|(id, name)| *id == integration.id && name == scope.as_str())
+            };
+            let unused = integration
+                .scopes
+                .as_slice()
+                .iter()
+                .filter(|scope| !used(scope))
+                .cloned();
+            integration.unused_scopes = Some(ScopeSet::new(unused));
         }
-        integration
+        integrations
     }
 
     /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.

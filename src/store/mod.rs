@@ -334,14 +334,19 @@ impl Store {
         Ok(Some(EventWakeups(listener)))
     }
 
-    /// Records when tokens were last used, in one transaction; a recorded time never moves back.
+    /// Records when tokens were last used and when scopes were last required, in one
+    /// transaction; a recorded time never moves back.
     ///
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure; then nothing was recorded.
-    pub async fn record_last_use(&self, uses: &[(TokenId, DateTime<Utc>)]) -> Result<(), Error> {
-        use entity::token::Column;
+    pub async fn record_usage(
+        &self,
+        token_uses: &[(TokenId, DateTime<Utc>)],
+        scope_uses: &[(IntegrationId, Scope, DateTime<Utc>)],
+    ) -> Result<(), Error> {
         let tx = self.db.begin().await.map_err(db_error)?;
-        for (token_id, time) in uses {
+        for (token_id, time) in token_uses {
+            use entity::token::Column;
             entity::token::Entity::update_many()
                 .col_expr(Column::LastUsedTime, Expr::value(*time))
                 .filter(Column::Id.eq(token_id.as_str()))
@@ -354,7 +359,60 @@ impl Store {
                 .await
                 .map_err(db_error)?;
         }
+        for (integration_id, scope, time) in scope_uses {
+            use entity::scope_usage::Column;
+            let row = entity::scope_usage::ActiveModel {
+                integration_id: Set(integration_id.as_str().to_owned()),
+                scope: Set(scope.as_str().to_owned()),
+                last_required_time: Set(*time),
+            };
+            entity::scope_usage::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([Column::IntegrationId, Column::Scope])
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(&tx)
+                .await
+                .map_err(db_error)?;
+            entity::scope_usage::Entity::update_many()
+                .col_expr(Column::LastRequiredTime, Expr::value(*time))
+                .filter(Column::IntegrationId.eq(integration_id.as_str()))
+                .filter(Column::Scope.eq(scope.as_str()))
+                .filter(Column::LastRequiredTime.lt(*time))
+                .exec(&tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)
+    }
+
+    /// Returns the scopes of these integrations that an allowed call required at or after `since`.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure.
+    pub async fn scopes_required_since(
+        &self,
+        ids: &[&IntegrationId],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(IntegrationId, String)>, Error> {
+        use entity::scope_usage::Column;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = entity::scope_usage::Entity::find()
+            .filter(Column::IntegrationId.is_in(ids.iter().map(|id| id.as_str())))
+            .filter(Column::LastRequiredTime.gte(since))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let id = IntegrationId::parse("integration_id", &row.integration_id)
+                    .map_err(|_| corrupt("scope usage"))?;
+                Ok((id, row.scope))
+            })
+            .collect()
     }
 
     /// Returns the highest event id, or 0 if there is none.
@@ -692,6 +750,7 @@ fn integration(
         version: row.version,
         current: slot(&row.current_token_id)?,
         previous: slot(&row.previous_token_id)?,
+        unused_scopes: None,
     })
 }
 

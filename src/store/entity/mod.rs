@@ -2,4 +2,5 @@
 
 pub mod event;
 pub mod integration;
+pub mod scope_usage;
 pub mod token;

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261124_000001_initial;
 mod m20261125_000001_token_last_used;
+mod m20261125_000002_scope_usage;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261125_000001_token_last_used::Migration),
+            Box::new(m20261125_000002_scope_usage::Migration),
         ]
     }
 }
