@@ -173,11 +173,12 @@ impl App {
             let _ = integrations.set(started.integrations);
             let _ = authorizer.set(started.authorizer);
             tokio::spawn(started.follower.run(follower_stopped));
-            let (store, index) = started.recorder;
+            let (store, index, clock) = started.recorder;
             let interval = config.usage_flush_interval;
             recorder = Some(tokio::spawn(crate::index::recorder::run(
                 store,
                 index,
+                clock,
                 interval,
                 recorder_stopped,
             )));
@@ -233,7 +234,7 @@ struct Started {
     authorizer: Arc<Authorizer>,
     follower: Follower,
     /// What the use recorder writes from and to.
-    recorder: (Store, Arc<TokenIndex>),
+    recorder: (Store, Arc<TokenIndex>, Arc<dyn Clock>),
 }
 
 async fn start_services(
@@ -270,7 +271,7 @@ async fn start_services(
         .await
         .context("cannot read the event log")?;
     let catalog = Arc::new(config.catalog.clone());
-    let recorder = (store.clone(), Arc::clone(&index));
+    let recorder = (store.clone(), Arc::clone(&index), Arc::clone(&clock));
     let follower = Follower::new(
         store.clone(),
         Arc::clone(&index),

@@ -184,8 +184,15 @@ async fn update_changes_scopes_for_authorize_at_once(backend: Backend) {
     assert_eq!(updated.description, integration.description);
     assert_eq!(updated.scopes, ["calendars.readonly"]);
     assert_ne!(updated.etag, integration.etag);
+    // The token stays the same (only its usage has grown).
+    let token_identity = |it: &pb::Integration| {
+        it.current_token
+            .as_ref()
+            .map(|token| (token.id.clone(), token.hint.clone(), token.expire_time))
+    };
     assert_eq!(
-        updated.current_token, integration.current_token,
+        token_identity(&updated),
+        token_identity(&integration),
         "tokens do not change"
     );
 
@@ -905,6 +912,10 @@ async fn restart_keeps_tokens(backend: Backend) {
         assert!(
             token.last_used_time.take().is_some(),
             "both tokens were used"
+        );
+        assert!(
+            !std::mem::take(&mut token.daily_usage).is_empty(),
+            "and counted"
         );
     }
     assert!(

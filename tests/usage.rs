@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 use common::{Backend, TestApp, authorize, create, deny_reason};
 use privint::grpc::pb;
 
-both_backends!(unused_scopes_follow_allowed_calls);
+both_backends!(
+    unused_scopes_follow_allowed_calls,
+    calls_are_counted_per_day
+);
 
 async fn unused(api: &mut common::Api, id: &str) -> Vec<String> {
     let get = pb::GetIntegrationRequest { id: id.to_owned() };
@@ -102,5 +105,74 @@ async fn unused_scopes_follow_allowed_calls(backend: Backend) {
     assert_eq!(
         unused(&mut api, &integration.id).await,
         ["calendars.readonly", "contacts.readonly"]
+    );
+}
+
+async fn daily(api: &mut common::Api, id: &str) -> Vec<(String, i64, i64)> {
+    let get = pb::GetIntegrationRequest { id: id.to_owned() };
+    let integration = api.get_integration(get).await.expect("get").into_inner();
+    let days = integration.current_token.expect("current").daily_usage;
+    days.into_iter()
+        .map(|day| (day.date, day.allowed_calls, day.denied_calls))
+        .collect()
+}
+
+async fn calls_are_counted_per_day(backend: Backend) {
+    let Some(first) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut api = first.api().await;
+    let (integration, token) = create(&mut api).await;
+    let today = |app: &TestApp| app.clock_now().date_naive().to_string();
+    let id = integration.id.clone();
+    for _ in 0..3 {
+        assert_eq!(
+            deny_reason(&authorize(&first, &token, &["contacts.readonly"]).await),
+            None
+        );
+    }
+    assert!(deny_reason(&authorize(&first, &token, &["calendars.write"]).await).is_some());
+    assert!(
+        deny_reason(&common::authorize_on(&first, &token, &[], common::AGENCY, "loc2").await)
+            .is_some()
+    );
+    // Calls that name no token of this integration count for nothing here.
+    authorize(&first, "pit-garbage", &[]).await;
+    assert_eq!(
+        daily(&mut api, &id).await,
+        [(today(&first), 3, 2)],
+        "counted at once on this replica"
+    );
+
+    let first = first.restart().await;
+    let mut api = first.api().await;
+    assert_eq!(
+        daily(&mut api, &id).await,
+        [(today(&first), 3, 2)],
+        "written at shutdown"
+    );
+
+    // Replicas add up.
+    let db = first.db.share();
+    let mut settings = common::settings(&db);
+    settings.usage_flush_interval = Duration::from_millis(50);
+    let second = TestApp::spawn_with(db, settings, Arc::new(Default::default())).await;
+    assert_eq!(deny_reason(&authorize(&second, &token, &[]).await), None);
+    let started = Instant::now();
+    while daily(&mut api, &id).await != [(today(&first), 4, 2)] {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the second replica's call never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The next day has its own count.
+    let yesterday = today(&first);
+    first.advance(chrono::Duration::days(1));
+    assert_eq!(deny_reason(&authorize(&first, &token, &[]).await), None);
+    assert_eq!(
+        daily(&mut api, &id).await,
+        [(yesterday, 4, 2), (today(&first), 1, 0)]
     );
 }

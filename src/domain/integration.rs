@@ -239,6 +239,16 @@ pub struct TokenRecord {
     pub revoke_time: Option<DateTime<Utc>>,
     /// When it last authorized a call, as far as recorded.
     pub last_used_time: Option<DateTime<Utc>>,
+    /// Calls per UTC day, oldest first, as far as worked out (empty when not read).
+    pub daily_usage: Vec<DailyUsage>,
+}
+
+/// How many calls a token had allowed and denied on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyUsage {
+    pub date: chrono::NaiveDate,
+    pub allowed: u64,
+    pub denied: u64,
 }
 
 impl TokenRecord {
@@ -252,6 +262,7 @@ impl TokenRecord {
             expire_time: None,
             revoke_time: None,
             last_used_time: None,
+            daily_usage: Vec::new(),
         }
     }
 

@@ -152,6 +152,15 @@ fn token_info(token: &TokenRecord) -> pb::TokenInfo {
         create_time: Some(timestamp(token.create_time)),
         expire_time: token.expire_time.map(timestamp),
         last_used_time: token.last_used_time.map(timestamp),
+        daily_usage: token
+            .daily_usage
+            .iter()
+            .map(|day| pb::DailyUsage {
+                date: day.date.to_string(),
+                allowed_calls: i64::try_from(day.allowed).unwrap_or(i64::MAX),
+                denied_calls: i64::try_from(day.denied).unwrap_or(i64::MAX),
+            })
+            .collect(),
     }
 }
 

@@ -11,7 +11,7 @@ pub mod follower;
 pub mod recorder;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -98,21 +98,38 @@ struct Usage {
     last_used: AtomicI64,
     /// The `last_used` value the database has (or was read from it).
     recorded: AtomicI64,
+    /// Calls allowed and denied since the counts were last written.
+    allowed: AtomicU64,
+    denied: AtomicU64,
 }
 
-/// A use to write to the database; see [`TokenIndex::unrecorded_uses`].
+/// A token's usage to write to the database; see [`TokenIndex::unrecorded_uses`].
 pub struct UnrecordedUse {
     pub token_id: TokenId,
-    pub time: DateTime<Utc>,
+    /// The last use, if newer than what the database has.
+    pub time: Option<DateTime<Utc>>,
+    /// Calls since the counts were last taken; taken out of the index by `unrecorded_uses`.
+    pub allowed: u64,
+    pub denied: u64,
     usage: Arc<Usage>,
 }
 
 impl UnrecordedUse {
-    /// Marks this use as written.
+    /// Marks the last use as written.
     pub fn recorded(&self) {
+        if let Some(time) = self.time {
+            self.usage
+                .recorded
+                .fetch_max(time.timestamp_millis(), Ordering::Relaxed);
+        }
+    }
+
+    /// Puts the counts back, for the next write, when this one failed.
+    pub fn restore(&self) {
         self.usage
-            .recorded
-            .fetch_max(self.time.timestamp_millis(), Ordering::Relaxed);
+            .allowed
+            .fetch_add(self.allowed, Ordering::Relaxed);
+        self.usage.denied.fetch_add(self.denied, Ordering::Relaxed);
     }
 }
 
@@ -145,13 +162,18 @@ impl TokenIndex {
     ) -> Decision {
         let entry = self.tokens.get(token_hash);
         let decision = authorize(entry.as_ref().map(|it| &it.grant), required, target, now);
-        if let (Some(entry), Decision::Allow { .. }) = (&entry, &decision) {
-            let now = now.timestamp_millis();
-            entry.usage.last_used.fetch_max(now, Ordering::Relaxed);
-            for name in required.names() {
-                if let Some(position) = entry.scopes.position(name) {
-                    entry.scopes.last[position].fetch_max(now, Ordering::Relaxed);
+        if let Some(entry) = &entry {
+            if let Decision::Allow { .. } = &decision {
+                let now = now.timestamp_millis();
+                entry.usage.allowed.fetch_add(1, Ordering::Relaxed);
+                entry.usage.last_used.fetch_max(now, Ordering::Relaxed);
+                for name in required.names() {
+                    if let Some(position) = entry.scopes.position(name) {
+                        entry.scopes.last[position].fetch_max(now, Ordering::Relaxed);
+                    }
                 }
+            } else {
+                entry.usage.denied.fetch_add(1, Ordering::Relaxed);
             }
         }
         decision
@@ -219,19 +241,35 @@ impl TokenIndex {
             .flatten()
     }
 
-    /// Returns the uses not yet written to the database. Scans the index.
+    /// Returns the calls counted on this replica but not yet written, for the token with this digest.
+    pub fn unrecorded_calls(&self, token_hash: &TokenHash) -> (u64, u64) {
+        self.tokens.get(token_hash).map_or((0, 0), |entry| {
+            (
+                entry.usage.allowed.load(Ordering::Relaxed),
+                entry.usage.denied.load(Ordering::Relaxed),
+            )
+        })
+    }
+
+    /// Takes the usage not yet written to the database: last uses newer than recorded, and the
+    /// call counts (which restart from zero). Scans the index.
     pub fn unrecorded_uses(&self) -> Vec<UnrecordedUse> {
         self.tokens
             .iter()
             .filter_map(|entry| {
-                let last_used = entry.usage.last_used.load(Ordering::Relaxed);
-                if last_used <= entry.usage.recorded.load(Ordering::Relaxed) {
-                    return None;
-                }
-                Some(UnrecordedUse {
+                let usage = &entry.usage;
+                let last_used = usage.last_used.load(Ordering::Relaxed);
+                let time = (last_used > usage.recorded.load(Ordering::Relaxed))
+                    .then(|| DateTime::from_timestamp_millis(last_used))
+                    .flatten();
+                let allowed = usage.allowed.swap(0, Ordering::Relaxed);
+                let denied = usage.denied.swap(0, Ordering::Relaxed);
+                (time.is_some() || allowed > 0 || denied > 0).then(|| UnrecordedUse {
                     token_id: entry.grant.token_id.clone(),
-                    time: DateTime::from_timestamp_millis(last_used)?,
-                    usage: Arc::clone(&entry.usage),
+                    time,
+                    allowed,
+                    denied,
+                    usage: Arc::clone(usage),
                 })
             })
             .collect()

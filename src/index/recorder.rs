@@ -5,32 +5,60 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::NaiveDate;
+
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::domain::error::Error;
+use crate::domain::integration::DailyUsage;
 use crate::index::TokenIndex;
+use crate::service::clock::Clock;
 use crate::store::Store;
 
 /// Writes the uses not yet recorded; returns how many token and scope uses it wrote.
 ///
 /// # Errors
 /// Returns `Unavailable` or `Internal` if the database fails; the uses are kept for next time.
-pub async fn record_uses(store: &Store, index: &TokenIndex) -> Result<usize, Error> {
+pub async fn record_uses(
+    store: &Store,
+    index: &TokenIndex,
+    today: NaiveDate,
+) -> Result<usize, Error> {
     let uses = index.unrecorded_uses();
     let scope_uses = index.unrecorded_scope_uses();
     if uses.is_empty() && scope_uses.is_empty() {
         return Ok(0);
     }
-    let batch: Vec<_> = uses
+    let last_uses: Vec<_> = uses
         .iter()
-        .map(|it| (it.token_id.clone(), it.time))
+        .filter_map(|it| Some((it.token_id.clone(), it.time?)))
         .collect();
     let scope_batch: Vec<_> = scope_uses
         .iter()
         .map(|it| (it.integration_id.clone(), it.scope.clone(), it.time))
         .collect();
-    store.record_usage(&batch, &scope_batch).await?;
+    // Counts go to the day they are written on: at most one interval off around midnight UTC.
+    let calls: Vec<_> = uses
+        .iter()
+        .filter(|it| it.allowed > 0 || it.denied > 0)
+        .map(|it| {
+            (
+                it.token_id.clone(),
+                DailyUsage {
+                    date: today,
+                    allowed: it.allowed,
+                    denied: it.denied,
+                },
+            )
+        })
+        .collect();
+    if let Err(err) = store.record_usage(&last_uses, &scope_batch, &calls).await {
+        for unrecorded in &uses {
+            unrecorded.restore();
+        }
+        return Err(err);
+    }
     for recorded in &uses {
         recorded.recorded();
     }
@@ -44,6 +72,7 @@ pub async fn record_uses(store: &Store, index: &TokenIndex) -> Result<usize, Err
 pub async fn run(
     store: Store,
     index: Arc<TokenIndex>,
+    clock: Arc<dyn Clock>,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -52,7 +81,7 @@ pub async fn run(
             () = tokio::time::sleep(interval) => false,
             _ = stop.wait_for(|stopped| *stopped) => true,
         };
-        if let Err(err) = record_uses(&store, &index).await {
+        if let Err(err) = record_uses(&store, &index, clock.now().date_naive()).await {
             warn!(error = ?err, "cannot record token uses; keeping them for the next round");
         }
         if stopping {

@@ -12,8 +12,8 @@ use crate::domain::caller::Caller;
 use crate::domain::error::{Error, Violation};
 use crate::domain::event::{Event, EventFilter, deliverable};
 use crate::domain::integration::{
-    AccountId, Change, Description, EventKind, ExpireTarget, Integration, IntegrationId,
-    IntegrationName, Level, OldTokens, Owner, Patch, TokenRecord,
+    AccountId, Change, DailyUsage, Description, EventKind, ExpireTarget, Integration,
+    IntegrationId, IntegrationName, Level, OldTokens, Owner, Patch, TokenId, TokenRecord,
 };
 use crate::domain::scope::{Catalog, Scope, ScopeEntry, ScopeSet};
 use crate::domain::token::PlainToken;
@@ -527,12 +527,26 @@ impl Integrations {
     /// written yet, which it does every few seconds) and which granted scopes went unused for
     /// `UNUSED_SCOPE_WINDOW`. If the database cannot say, `unused_scopes` stays unknown.
     async fn with_usage(&self, mut integrations: Vec<Integration>) -> Vec<Integration> {
-        let since = self.clock.now() - UNUSED_SCOPE_WINDOW;
+        let now = self.clock.now();
+        let since = now - UNUSED_SCOPE_WINDOW;
         let ids: Vec<&IntegrationId> = integrations.iter().map(|it| &it.id).collect();
-        let recorded = match self.store.scopes_required_since(&ids, since).await {
+        let token_ids: Vec<&TokenId> = integrations
+            .iter()
+            .flat_map(|it| it.current.iter().chain(&it.previous))
+            .map(|token| &token.id)
+            .collect();
+        let recorded = async {
+            let scopes = self.store.scopes_required_since(&ids, since).await?;
+            let calls = self
+                .store
+                .daily_usage_since(&token_ids, since.date_naive())
+                .await?;
+            Ok::<_, Error>((scopes, calls))
+        };
+        let recorded = match recorded.await {
             Ok(recorded) => Some(recorded),
             Err(err) => {
-                warn!(error = ?err, "cannot read scope usage; unused scopes left unknown");
+                warn!(error = ?err, "cannot read usage; unused scopes and daily counts left unknown");
                 None
             }
         };
@@ -543,12 +557,22 @@ impl Integrations {
                 .chain(integration.previous.iter_mut())
             {
                 token.last_used_time = token.last_used_time.max(self.index.last_used(&token.hash));
+                if let Some((_, calls)) = &recorded {
+                    token.daily_usage = daily_usage(
+                        &token.id,
+                        calls,
+                        self.index.unrecorded_calls(&token.hash),
+                        now,
+                    );
+                }
             }
-            let Some(recorded) = &recorded else { continue };
+            let Some((scopes_required, _)) = &recorded else {
+                continue;
+            };
             let local = self.index.scopes_required_since(&integration.id, since);
             let used = |scope: &Scope| {
                 local.contains(scope)
-                    || recorded
+                    || scopes_required
                         .iter()
                         .any(|(id, name)| *id == integration.id && name == scope.as_str())
             };
@@ -590,6 +614,36 @@ impl Integrations {
     fn generate_token(&self) -> Result<PlainToken, Error> {
         PlainToken::generate(&self.rng).map_err(|err| Error::Internal(err.into()))
     }
+}
+
+/// Returns a token's daily counts: what the database has, plus what this replica counted and has
+/// not written yet (counted as today's).
+fn daily_usage(
+    token_id: &TokenId,
+    recorded: &[(TokenId, DailyUsage)],
+    (allowed, denied): (u64, u64),
+    now: DateTime<Utc>,
+) -> Vec<DailyUsage> {
+    let mut days: Vec<DailyUsage> = recorded
+        .iter()
+        .filter(|(id, _)| id == token_id)
+        .map(|(_, day)| day.clone())
+        .collect();
+    if allowed > 0 || denied > 0 {
+        let today = now.date_naive();
+        match days.iter_mut().find(|day| day.date == today) {
+            Some(day) => {
+                day.allowed += allowed;
+                day.denied += denied;
+            }
+            None => days.push(DailyUsage {
+                date: today,
+                allowed,
+                denied,
+            }),
+        }
+    }
+    days
 }
 
 fn not_found(id: &IntegrationId) -> Error {

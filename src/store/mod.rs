@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
@@ -26,8 +26,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use crate::domain::error::Error;
 use crate::domain::event::{Event, EventFilter};
 use crate::domain::integration::{
-    AccountId, Change, Description, EventKind, Integration, IntegrationId, IntegrationName, Owner,
-    TokenId, TokenRecord,
+    AccountId, Change, DailyUsage, Description, EventKind, Integration, IntegrationId,
+    IntegrationName, Owner, TokenId, TokenRecord,
 };
 use crate::domain::scope::{Scope, ScopeSet};
 use crate::domain::token::TokenHash;
@@ -343,8 +343,36 @@ impl Store {
         &self,
         token_uses: &[(TokenId, DateTime<Utc>)],
         scope_uses: &[(IntegrationId, Scope, DateTime<Utc>)],
+        calls: &[(TokenId, DailyUsage)],
     ) -> Result<(), Error> {
         let tx = self.db.begin().await.map_err(db_error)?;
+        for (token_id, usage) in calls {
+            use entity::token_daily_usage::Column;
+            let row = entity::token_daily_usage::ActiveModel {
+                token_id: Set(token_id.as_str().to_owned()),
+                day: Set(usage.date.to_string()),
+                allowed: Set(i64::try_from(usage.allowed).unwrap_or(i64::MAX)),
+                denied: Set(i64::try_from(usage.denied).unwrap_or(i64::MAX)),
+            };
+            // Replicas add their counts: `excluded` is the row that could not be inserted.
+            let add = OnConflict::columns([Column::TokenId, Column::Day])
+                .value(
+                    Column::Allowed,
+                    Expr::col((entity::token_daily_usage::Entity, Column::Allowed))
+                        .add(Expr::cust("excluded.allowed")),
+                )
+                .value(
+                    Column::Denied,
+                    Expr::col((entity::token_daily_usage::Entity, Column::Denied))
+                        .add(Expr::cust("excluded.denied")),
+                )
+                .to_owned();
+            entity::token_daily_usage::Entity::insert(row)
+                .on_conflict(add)
+                .exec_without_returning(&tx)
+                .await
+                .map_err(db_error)?;
+        }
         for (token_id, time) in token_uses {
             use entity::token::Column;
             entity::token::Entity::update_many()
@@ -385,6 +413,44 @@ impl Store {
                 .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
+    }
+
+    /// Returns the daily call counts of these tokens from `since` on, oldest first.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure.
+    pub async fn daily_usage_since(
+        &self,
+        ids: &[&TokenId],
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<(TokenId, DailyUsage)>, Error> {
+        use entity::token_daily_usage::Column;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = entity::token_daily_usage::Entity::find()
+            .filter(Column::TokenId.is_in(ids.iter().map(|id| id.as_str())))
+            .filter(Column::Day.gte(since.to_string()))
+            .order_by_asc(Column::Day)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let token_id = TokenId::parse("token_id", &row.token_id)
+                    .map_err(|_| corrupt("daily usage"))?;
+                let date = row.day.parse().map_err(|_| corrupt("daily usage day"))?;
+                let count = |n: i64| u64::try_from(n).unwrap_or(0);
+                Ok((
+                    token_id,
+                    DailyUsage {
+                        date,
+                        allowed: count(row.allowed),
+                        denied: count(row.denied),
+                    },
+                ))
+            })
+            .collect()
     }
 
     /// Returns the scopes of these integrations that an allowed call required at or after `since`.
@@ -690,6 +756,7 @@ fn token_record(row: entity::token::Model) -> Result<TokenRecord, Error> {
         expire_time: row.expire_time,
         revoke_time: row.revoke_time,
         last_used_time: row.last_used_time,
+        daily_usage: Vec::new(),
     })
 }
 

@@ -260,6 +260,12 @@ impl TestApp {
         pb::token_authorizer_client::TokenAuthorizerClient::new(self.channel().await)
     }
 
+    /// Returns the server's current time.
+    pub fn clock_now(&self) -> chrono::DateTime<Utc> {
+        use privint::service::clock::Clock;
+        self.clock.now()
+    }
+
     /// Moves the server's clock forward.
     pub fn advance(&self, by: chrono::Duration) {
         self.clock.advance(by);

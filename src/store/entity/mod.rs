@@ -4,3 +4,4 @@ pub mod event;
 pub mod integration;
 pub mod scope_usage;
 pub mod token;
+pub mod token_daily_usage;

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261124_000001_initial;
 mod m20261125_000001_token_last_used;
 mod m20261125_000002_scope_usage;
+mod m20261125_000003_token_daily_usage;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_initial::Migration),
             Box::new(m20261125_000001_token_last_used::Migration),
             Box::new(m20261125_000002_scope_usage::Migration),
+            Box::new(m20261125_000003_token_daily_usage::Migration),
         ]
     }
 }
