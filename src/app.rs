@@ -257,14 +257,9 @@ async fn start_services(
         .await
         .context("cannot read the event log")?;
     let index = Arc::new(TokenIndex::new());
-    for loaded in store
-        .load_all()
+    crate::index::follower::reload(&store, &index, load_started)
         .await
-        .context("cannot load the token index")?
-    {
-        index.apply(&loaded.integration, &loaded.retired);
-    }
-    index.mark_synced(load_started);
+        .context("cannot load the token index")?;
     info!(tokens = index.len(), "token index loaded");
     let last_event_id = store
         .last_event_id()

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -20,6 +21,23 @@ use crate::domain::event::deliverable;
 use crate::index::TokenIndex;
 use crate::service::clock::Clock;
 use crate::store::Store;
+
+/// Applies every integration in the store to `index`, which is then complete up to `started`
+/// (a time taken before the read): the start-up load and the periodic full reload.
+///
+/// # Errors
+/// Returns `Unavailable` or `Internal` if the database fails; the index keeps what it had.
+pub async fn reload(
+    store: &Store,
+    index: &TokenIndex,
+    started: DateTime<Utc>,
+) -> Result<(), Error> {
+    for loaded in store.load_all().await? {
+        index.apply(&loaded.integration, &loaded.retired);
+    }
+    index.mark_synced(started);
+    Ok(())
+}
 
 /// How many events one poll reads at most.
 const BATCH: u64 = 500;
@@ -136,12 +154,7 @@ impl Follower {
 
     /// Reloads every integration: catches anything the feed could have missed.
     async fn resync(&mut self) -> Result<(), Error> {
-        let started = self.clock.now();
-        for loaded in self.store.load_all().await? {
-            self.index.apply(&loaded.integration, &loaded.retired);
-        }
         // The cursor stays: polling goes on from where it was, re-applying harmlessly.
-        self.index.mark_synced(started);
-        Ok(())
+        reload(&self.store, &self.index, self.clock.now()).await
     }
 }

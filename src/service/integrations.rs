@@ -161,7 +161,7 @@ impl Integrations {
             .await?;
         tx.commit().await?;
         self.applied(&integration, &change, &event);
-        Ok((self.with_usage(vec![integration]).await.remove(0), token))
+        Ok((self.with_usage_of(integration).await, token))
     }
 
     /// Returns an integration the caller may see.
@@ -175,7 +175,7 @@ impl Integrations {
             .await?
             .ok_or_else(|| not_found(id))?;
         caller.check_view(&integration.owner, "integration", id.as_str())?;
-        Ok(self.with_usage(vec![integration]).await.remove(0))
+        Ok(self.with_usage_of(integration).await)
     }
 
     /// Lists the integrations of an agency (all levels) or of one of its locations, in creation order.
@@ -504,7 +504,7 @@ impl Integrations {
             return Err(err);
         }
         self.applied(&integration, &change, &event);
-        Ok((self.with_usage(vec![integration]).await.remove(0), extra))
+        Ok((self.with_usage_of(integration).await, extra))
     }
 
     /// Reloads one integration into the index in the background, retrying until the database
@@ -523,9 +523,15 @@ impl Integrations {
         });
     }
 
-    /// Adds usage: when tokens were last used (including uses this replica saw but has not
+    /// Adds usage: when tokens were last used and their daily call counts (including what this replica saw but has not
     /// written yet, which it does every few seconds) and which granted scopes went unused for
     /// `UNUSED_SCOPE_WINDOW`. If the database cannot say, `unused_scopes` stays unknown.
+    async fn with_usage_of(&self, integration: Integration) -> Integration {
+        let mut integrations = self.with_usage(vec![integration]).await;
+        integrations.pop().expect("one integration in, one out")
+    }
+
+    /// As [`Integrations::with_usage_of`], for a page of integrations in one read.
     async fn with_usage(&self, mut integrations: Vec<Integration>) -> Vec<Integration> {
         let now = self.clock.now();
         let since = now - UNUSED_SCOPE_WINDOW;

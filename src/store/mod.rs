@@ -83,14 +83,6 @@ impl Store {
             .map_err(db_error)
     }
 
-    /// Checks the database answers.
-    ///
-    /// # Errors
-    /// Returns `Unavailable` if it does not.
-    pub async fn ping(&self) -> Result<(), Error> {
-        self.db.ping().await.map_err(db_error)
-    }
-
     /// Starts a write transaction; dropping it without [`StoreTx::commit`] rolls it back.
     ///
     /// # Errors
