@@ -11,16 +11,17 @@ use std::sync::Arc;
 use chrono::Utc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use privint::app::App;
+use privint::clock::SystemClock;
 use privint::config::{Config, Settings};
+use privint::domain::account::{AccountId, Owner};
 use privint::domain::integration::{
-    AccountId, Description, Integration, IntegrationName, Owner, TokenRecord,
+    Description, Draft, Integration, IntegrationId, IntegrationName, TokenId, TokenRecord,
 };
-use privint::domain::scope::Catalog;
+use privint::domain::scope::{Catalog, Scope};
 use privint::domain::token::{PlainToken, TokenHash};
 use privint::grpc::pb;
 use privint::index::TokenIndex;
 use privint::service::authorizer::Authorizer;
-use privint::service::clock::SystemClock;
 use ring::rand::SystemRandom;
 
 const INTEGRATIONS: usize = 100_000;
@@ -40,18 +41,25 @@ fn index_benches(c: &mut Criterion) {
         let scopes = catalog
             .grant(
                 "scopes",
-                &["contacts.readonly".into(), "contacts.write".into()],
+                &Scope::parse_list(
+                    "scopes",
+                    &["contacts.readonly".into(), "contacts.write".into()],
+                )
+                .expect("scope names"),
                 owner.level(),
             )
             .expect("scopes");
         let name = IntegrationName::parse("name", "bench").expect("name");
         let (integration, _) = Integration::create(
-            owner,
-            name,
-            Description::default(),
-            scopes,
+            IntegrationId::from_uuid(uuid::Uuid::now_v7()),
+            Draft {
+                owner,
+                name,
+                description: Description::default(),
+                scopes,
+            },
             "bench".into(),
-            TokenRecord::issue(&plain, now),
+            TokenRecord::issue(TokenId::from_uuid(uuid::Uuid::now_v7()), &plain, now),
             now,
         );
         index.apply(&integration, &[]);
@@ -116,7 +124,7 @@ fn grpc_benches(c: &mut Criterion) {
             metrics_addr: String::new(),
             database_url: format!("sqlite://{}", dir.path().join("bench.db").display()),
             auth: privint::config::AuthSettings {
-                hs256_secret: Some(privint::config::DEV_SECRET.to_owned()),
+                hs256_secret: Some(privint::config::DEV_SECRET.into()),
                 ..Default::default()
             },
             ..Settings::default()

@@ -10,11 +10,13 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::config::{Config, TlsConfig};
 use crate::domain::event::GAP_WAIT;
 use crate::grpc::Ready;
@@ -23,8 +25,8 @@ use crate::index::TokenIndex;
 use crate::index::follower::Follower;
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::service::authorizer::Authorizer;
-use crate::service::clock::Clock;
-use crate::service::integrations::Integrations;
+use crate::service::events::Events;
+use crate::service::lifecycle::Integrations;
 use crate::store::Store;
 
 /// The health service name that reports liveness: SERVING while the process can answer.
@@ -88,7 +90,8 @@ impl App {
 
     /// Serves until `shutdown` completes: health answers at once; the APIs become ready once the
     /// database is migrated and the token index is loaded. On shutdown, readiness turns
-    /// NOT_SERVING, new calls are refused and in-flight calls finish.
+    /// NOT_SERVING, new calls are refused and in-flight calls finish; then the last usage is
+    /// written.
     ///
     /// # Errors
     /// Returns an error if start-up (database, migrations, index) or the server fails.
@@ -97,13 +100,6 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let local_addr = self.local_addr();
-        let Self {
-            config,
-            clock,
-            listener,
-            metrics_listener,
-            authenticator,
-        } = self;
         let metrics = Metrics::new();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -114,88 +110,68 @@ impl App {
             .await;
         let integrations: Ready<Integrations> = Arc::new(OnceLock::new());
         let authorizer: Ready<Authorizer> = Arc::new(OnceLock::new());
-        let max = config.max_message_bytes;
-        let integration_service =
-            crate::grpc::integration_service(Arc::clone(&integrations), authenticator, max);
-        let require_client_cert = config
-            .tls
-            .as_ref()
-            .is_some_and(|tls| tls.client_ca_pem.is_some());
-        let authorizer_service =
-            crate::grpc::authorizer_service(Arc::clone(&authorizer), max, require_client_cert);
-        let reflection =
-            crate::grpc::reflection_service().context("cannot build the reflection service")?;
-
-        let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
-        let mut builder = Server::builder();
-        if let Some(tls) = &config.tls {
-            builder = builder
-                .tls_config(server_tls(tls))
-                .context("invalid TLS configuration")?;
-        }
-        let server = builder
-            .accept_http1(true)
-            .layer(RpcMetricsLayer(Arc::clone(&metrics)))
-            .layer(
-                tower_http::trace::TraceLayer::new_for_grpc()
-                    .make_span_with(crate::telemetry::rpc_span),
-            )
-            .layer(cors(&config.cors_allowed_origins))
-            .layer(tonic_web::GrpcWebLayer::new())
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(integration_service)
-            .add_service(authorizer_service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_receiver.await;
-            });
+        // Stops the server (after the drain) and every background task but the recorder, which
+        // writes the last uses once no call can make more.
+        let stop = CancellationToken::new();
+        let stop_recorder = CancellationToken::new();
+        let Self {
+            config,
+            clock,
+            listener,
+            metrics_listener,
+            authenticator,
+        } = self;
+        let services = Services {
+            health: health_service,
+            integrations: crate::grpc::integration_service(
+                Arc::clone(&integrations),
+                authenticator,
+                config.max_message_bytes,
+            ),
+            authorizer: crate::grpc::authorizer_service(
+                Arc::clone(&authorizer),
+                config.max_message_bytes,
+                config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_ca_pem.is_some()),
+            ),
+        };
+        let server = serve(&config, listener, services, &metrics, &stop)?;
         let server = tokio::spawn(server);
-        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some(listener) = metrics_listener {
-            let (metrics, authorizer) = (Arc::clone(&metrics), Arc::clone(&authorizer));
-            let encode = Arc::new(move || match authorizer.get() {
-                Some(it) => {
-                    let (live, indexed) = it.token_counts();
-                    metrics.encode(live, indexed, it.index_staleness())
-                }
-                None => metrics.encode(0, 0, chrono::Duration::zero()),
-            });
-            tokio::spawn(crate::metrics::serve(listener, encode, async {
-                let _ = metrics_stopped.await;
-            }));
+            let encode = metrics_page(Arc::clone(&metrics), Arc::clone(&authorizer));
+            let stopped = stop_recorder.clone().cancelled_owned();
+            tokio::spawn(crate::metrics::serve(listener, encode, stopped));
         }
-
-        let (stop_follower, follower_stopped) = tokio::sync::watch::channel(false);
-        let (stop_recorder, recorder_stopped) = tokio::sync::watch::channel(false);
-        let mut recorder = None;
         let startup = async {
             let started = start_services(&config, clock, Arc::clone(&metrics)).await?;
             let _ = integrations.set(started.integrations);
             let _ = authorizer.set(started.authorizer);
-            tokio::spawn(started.follower.run(follower_stopped));
+            tokio::spawn(started.follower.run(stop.clone()));
             let (store, index, clock) = started.recorder;
             let interval = config.usage_flush_interval;
-            recorder = Some(tokio::spawn(crate::index::recorder::run(
-                store,
-                index,
-                clock,
-                interval,
-                recorder_stopped,
-            )));
-            anyhow::Ok(())
+            let recorder =
+                crate::index::recorder::run(store, index, clock, interval, stop_recorder.clone());
+            anyhow::Ok(tokio::spawn(recorder))
         };
         tokio::pin!(shutdown);
-        tokio::select! {
-            started = startup => if let Err(err) = started {
-                let _ = stop_sender.send(());
-                let _ = server.await;
-                return Err(err);
+        let recorder = tokio::select! {
+            started = startup => match started {
+                Ok(recorder) => recorder,
+                Err(err) => {
+                    stop.cancel();
+                    stop_recorder.cancel();
+                    let _ = server.await;
+                    return Err(err);
+                }
             },
             () = &mut shutdown => {
-                let _ = stop_sender.send(());
+                stop.cancel();
+                stop_recorder.cancel();
                 return server.await.context("server task failed")?.context("server failed");
             }
-        }
+        };
         health.set_service_status("", ServingStatus::Serving).await;
         info!(addr = %local_addr, "privint is ready");
 
@@ -206,10 +182,9 @@ impl App {
             .await;
         tokio::time::sleep(config.shutdown_delay).await;
         if let Some(integrations) = integrations.get() {
-            integrations.stop_watchers();
+            integrations.events().stop_watchers();
         }
-        let _ = stop_follower.send(true);
-        let _ = stop_sender.send(());
+        stop.cancel();
         match tokio::time::timeout(Duration::from_secs(30), server).await {
             Ok(result) => result
                 .context("server task failed")?
@@ -217,18 +192,84 @@ impl App {
             Err(_) => warn!("in-flight calls did not finish within 30 s"),
         }
         // The last uses are written once no call can make more.
-        let _ = stop_recorder.send(true);
-        if let Some(recorder) = recorder {
-            let _ = recorder.await;
-        }
-        let _ = stop_metrics.send(());
+        stop_recorder.cancel();
+        let _ = recorder.await;
         info!("stopped");
         Ok(())
     }
 }
 
-/// Connects to the database, migrates it, loads the token index, and returns the services.
-/// The services, and the follower that keeps their index in line with other replicas.
+/// The gRPC services privint serves on its port (besides reflection).
+struct Services<H> {
+    health: H,
+    integrations: crate::grpc::IntegrationServer,
+    authorizer: crate::grpc::AuthorizerServer,
+}
+
+/// Returns the gRPC server future: every service on one port, until `stop` is cancelled.
+fn serve<H>(
+    config: &Config,
+    listener: TcpListener,
+    services: Services<H>,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> anyhow::Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<H>>
+where
+    H: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = std::convert::Infallible,
+        > + tonic::server::NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    H::Future: Send + 'static,
+{
+    let reflection =
+        crate::grpc::reflection_service().context("cannot build the reflection service")?;
+    let mut builder = Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls))
+            .context("invalid TLS configuration")?;
+    }
+    Ok(builder
+        .accept_http1(true)
+        .layer(RpcMetricsLayer(Arc::clone(metrics)))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_grpc()
+                .make_span_with(crate::telemetry::rpc_span),
+        )
+        .layer(cors(&config.cors_allowed_origins))
+        .layer(tonic_web::GrpcWebLayer::new())
+        .add_service(services.health)
+        .add_service(reflection)
+        .add_service(services.integrations)
+        .add_service(services.authorizer)
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            stop.clone().cancelled_owned(),
+        ))
+}
+
+/// Returns the function that renders the metrics page, with the token gauges of `authorizer`
+/// once it is ready.
+fn metrics_page(
+    metrics: Arc<Metrics>,
+    authorizer: Ready<Authorizer>,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
+    Arc::new(move || match authorizer.get() {
+        Some(it) => {
+            let (live, indexed) = it.token_counts();
+            metrics.encode(live, indexed, it.index_staleness())
+        }
+        None => metrics.encode(0, 0, chrono::Duration::zero()),
+    })
+}
+
+/// The services, and the background tasks that keep their index in line with other replicas
+/// and write usage.
 struct Started {
     integrations: Arc<Integrations>,
     authorizer: Arc<Authorizer>,
@@ -237,6 +278,7 @@ struct Started {
     recorder: (Store, Arc<TokenIndex>, Arc<dyn Clock>),
 }
 
+/// Connects to the database, migrates it, loads the token index, and returns the services.
 async fn start_services(
     config: &Config,
     clock: Arc<dyn Clock>,
@@ -253,7 +295,7 @@ async fn start_services(
     // (or still in flight) is applied by the follower rather than missed.
     let load_started = clock.now();
     let feed_start = store
-        .last_event_id_before(load_started - GAP_WAIT)
+        .last_event_id(Some(load_started - GAP_WAIT))
         .await
         .context("cannot read the event log")?;
     let index = Arc::new(TokenIndex::new());
@@ -262,7 +304,7 @@ async fn start_services(
         .context("cannot load the token index")?;
     info!(tokens = index.len(), "token index loaded");
     let last_event_id = store
-        .last_event_id()
+        .last_event_id(None)
         .await
         .context("cannot read the event log")?;
     let catalog = Arc::new(config.catalog.clone());
@@ -274,13 +316,18 @@ async fn start_services(
         config.change_feed.clone(),
         feed_start,
     );
+    let events = Arc::new(Events::new(
+        store.clone(),
+        Arc::clone(&clock),
+        last_event_id,
+    ));
     let integrations = Integrations::new(
         store,
         Arc::clone(&index),
         Arc::clone(&catalog),
         config.rotation.clone(),
         Arc::clone(&clock),
-        last_event_id,
+        events,
     );
     let authorizer = Authorizer::new(index, catalog, clock, metrics);
     Ok(Started {

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use secrecy::{SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::scope::Catalog;
 use crate::index::follower::FeedSettings;
-use crate::service::integrations::{MIN_GRACE, RotationPolicy};
+use crate::service::lifecycle::{MIN_GRACE, RotationPolicy};
 
 /// The scope catalog shipped with privint (`scopes.toml`).
 pub const DEFAULT_SCOPES: &str = include_str!("../scopes.toml");
@@ -101,7 +101,7 @@ pub struct RotationSettings {
 }
 
 /// How management callers' JWTs are verified.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSettings {
     /// The required `iss` claim.
@@ -110,22 +110,10 @@ pub struct AuthSettings {
     pub audience: String,
     /// A JWKS file of EdDSA, ES256 or RS256 public keys.
     pub jwks_file: Option<PathBuf>,
-    /// An HS256 secret (at least 32 bytes), for single-team setups.
-    pub hs256_secret: Option<String>,
-}
-
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field("jwks_file", &self.jwks_file)
-            .field(
-                "hs256_secret",
-                &self.hs256_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .finish()
-    }
+    /// An HS256 secret (at least 32 bytes), for single-team setups. Never serialized (the
+    /// defaults have none), and printed redacted.
+    #[serde(skip_serializing)]
+    pub hs256_secret: Option<SecretString>,
 }
 
 impl Default for Settings {
@@ -192,8 +180,8 @@ impl Settings {
     }
 }
 
-/// The validated configuration.
-#[derive(Clone)]
+/// The validated configuration; its `Debug` shows secrets as `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct Config {
     pub listen_addr: SocketAddr,
     /// `None` when metrics are disabled.
@@ -216,7 +204,7 @@ pub struct Config {
 }
 
 /// The PEM material of the port's TLS, read at start-up.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub cert_pem: Vec<u8>,
     pub key_pem: SecretSlice<u8>,
@@ -247,37 +235,6 @@ impl TlsConfig {
             }
             _ => Err("set both tls.cert_file and tls.key_file, or neither".to_owned()),
         }
-    }
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen_addr", &self.listen_addr)
-            .field("metrics_addr", &self.metrics_addr)
-            .field("database_url", &"[redacted]")
-            .field("cors_allowed_origins", &self.cors_allowed_origins)
-            .field("max_message_bytes", &self.max_message_bytes)
-            .field("rotation", &self.rotation)
-            .field("change_feed", &self.change_feed)
-            .field("jwks_file", &self.jwks_file)
-            .field(
-                "hs256_secret",
-                &self.hs256_secret.as_ref().map(|_| "[redacted]"),
-            )
-            .field("issuer", &self.issuer)
-            .field("audience", &self.audience)
-            .field(
-                "tls",
-                &self.tls.as_ref().map(|tls| {
-                    if tls.client_ca_pem.is_some() {
-                        "mutual"
-                    } else {
-                        "server"
-                    }
-                }),
-            )
-            .finish_non_exhaustive()
     }
 }
 
@@ -368,8 +325,7 @@ impl TryFrom<Settings> for Config {
             hs256_secret: settings
                 .auth
                 .hs256_secret
-                .filter(|secret| !secret.is_empty())
-                .map(SecretString::from),
+                .filter(|secret| !secret.expose_secret().is_empty()),
             issuer: settings.auth.issuer,
             audience: settings.auth.audience,
             tls,

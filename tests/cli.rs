@@ -75,7 +75,7 @@ async fn readme_walk_through() {
     assert!(authorize(t1, &["--scope", "contacts.readonly"]).starts_with("ALLOW"));
     let denied = authorize(t1, &["--scope", "calendars.write"]);
     assert!(
-        denied.contains("DENY DENY_REASON_MISSING_SCOPES") && denied.contains("calendars.write"),
+        denied.contains("DENY MISSING_SCOPES") && denied.contains("calendars.write"),
         "{denied}"
     );
 
@@ -89,11 +89,11 @@ async fn readme_walk_through() {
     assert!(authorize(t2, &[]).starts_with("ALLOW"));
 
     privint(&app, jwt, &["cancel-rotation", id]);
-    assert!(authorize(t2, &[]).contains("DENY_REASON_REVOKED_TOKEN"));
+    assert!(authorize(t2, &[]).contains("DENY REVOKED_TOKEN"));
     assert!(authorize(t1, &[]).starts_with("ALLOW"));
 
     privint(&app, jwt, &["expire", id]);
-    assert!(authorize(t1, &[]).contains("DENY_REASON_REVOKED_TOKEN"));
+    assert!(authorize(t1, &[]).contains("DENY REVOKED_TOKEN"));
     let events = privint(&app, jwt, &["events", "--integration", id]);
     for kind in [
         "integration.created",

@@ -73,7 +73,7 @@ fn secrets_are_not_printed() {
     let settings = Settings {
         database_url: "postgres://privint:hunter2-password@db/privint".to_owned(),
         auth: privint::config::AuthSettings {
-            hs256_secret: Some("s".repeat(40)),
+            hs256_secret: Some("s".repeat(40).into()),
             ..Default::default()
         },
         ..Default::default()

@@ -42,7 +42,7 @@ async fn not_ready_until_the_database_answers() {
     );
     let app = App::bind(
         Config::try_from(settings).expect("config"),
-        Arc::new(privint::service::clock::SystemClock),
+        Arc::new(privint::clock::SystemClock),
     )
     .await
     .expect("bind");

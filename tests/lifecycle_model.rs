@@ -309,7 +309,7 @@ async fn run(actions: Vec<Action>) {
 }
 
 fn app_now(app: &TestApp) -> DateTime<Utc> {
-    use privint::service::clock::Clock;
+    use privint::clock::Clock;
     app.clock.now()
 }
 

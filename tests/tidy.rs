@@ -34,6 +34,8 @@ fn domain_knows_no_protocol_database_or_runtime() {
             "sea_orm",
             "tokio::",
             "Utc::now",
+            "now_v7",
+            "new_v4",
             "crate::store",
             "crate::grpc",
             "crate::service",
@@ -51,7 +53,9 @@ fn domain_knows_no_protocol_database_or_runtime() {
 #[test]
 fn only_grpc_sees_protobuf_and_status() {
     for path in src("") {
-        if path.components().any(|it| it.as_os_str() == "grpc") || path.ends_with("main.rs") {
+        // The server's edge is `grpc`; the command-line client is the other end of the wire.
+        let edge = |dir: &str| path.components().any(|it| it.as_os_str() == dir);
+        if edge("grpc") || edge("cli") {
             continue;
         }
         let text = source(&path);
@@ -119,4 +123,43 @@ fn the_token_prefix_never_changes() {
         "pit-",
         "NEVER change the prefix of existing tokens"
     );
+}
+
+#[test]
+fn the_command_line_is_not_the_grpc_layer() {
+    for path in src("grpc") {
+        let text = source(&path);
+        assert!(
+            !text.contains("clap"),
+            "{} parses a command line: that belongs in src/cli",
+            path.display()
+        );
+    }
+    for path in src("cli") {
+        assert!(
+            !source(&path).contains("Status::"),
+            "{} builds a gRPC status: the client only reads them",
+            path.display()
+        );
+    }
+}
+
+/// The most lines a source file has before it must say why it is that long.
+const MAX_LINES: usize = 400;
+
+#[test]
+fn long_files_say_why() {
+    for path in src("") {
+        let text = source(&path);
+        let lines = text.lines().count();
+        assert!(
+            lines <= MAX_LINES
+                || text
+                    .lines()
+                    .take(20)
+                    .any(|line| line.starts_with("//! Size:")),
+            "{} has {lines} lines: split it by concern, or say why not in a `//! Size:` line at its top",
+            path.display()
+        );
+    }
 }

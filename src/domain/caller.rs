@@ -3,8 +3,8 @@
 //! The JWT is verified elsewhere (`grpc::auth`); this module only holds the verified claims
 //! and the policy.
 
+use crate::domain::account::{AccountId, Owner};
 use crate::domain::error::Error;
-use crate::domain::integration::{AccountId, Owner};
 
 /// The permission an agency admin needs for agency-level integrations, when `permissions` is present.
 pub const AGENCY_PERMISSION: &str = "private_integrations.agency";

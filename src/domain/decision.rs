@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::domain::integration::{AccountId, IntegrationId, Owner, TokenId};
+use crate::domain::account::{AccountId, Owner};
+use crate::domain::integration::{IntegrationId, TokenId};
 use crate::domain::scope::{RequiredScopes, ScopeSet};
 
 /// What an integration may do: shared by all its tokens, replaced whole on a scope change.
@@ -140,9 +141,9 @@ mod tests {
         revoked_ago: Option<i64>,
     ) -> TokenGrant {
         TokenGrant {
-            token_id: TokenId::generate(),
+            token_id: TokenId::from_uuid(uuid::Uuid::from_u128(1)),
             grant: Arc::new(Grant {
-                integration_id: IntegrationId::generate(),
+                integration_id: IntegrationId::from_uuid(uuid::Uuid::from_u128(1)),
                 owner: Owner {
                     agency_id: account("agency1"),
                     location_id: location.map(account),

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::domain::integration::{AccountId, EventKind, IntegrationId, Owner};
+use crate::domain::account::{AccountId, Owner};
+use crate::domain::integration::{EventKind, IntegrationId};
 
 /// One entry of the audit log and change feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +77,7 @@ mod tests {
             kind: EventKind::IntegrationUpdated,
             time: now - Duration::seconds(age_seconds),
             actor: "user".to_owned(),
-            integration_id: IntegrationId::generate(),
+            integration_id: IntegrationId::from_uuid(uuid::Uuid::from_u128(1)),
             owner: Owner {
                 agency_id: AccountId::parse("test", "agency1").expect("valid"),
                 location_id: None,

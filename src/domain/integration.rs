@@ -1,114 +1,25 @@
-//! Integrations, their tokens, and every lifecycle transition of SPEC §3 as a pure function.
+//! Integrations, their tokens, and every lifecycle transition (create, update, rotate, cancel a
+//! rotation, expire, schedule an expiry, delete) as a pure function.
 //!
-//! A transition changes an [`Integration`] in memory and says what to persist; it does no IO
-//! and takes `now` as a parameter. The store persists the result in one transaction.
+//! A transition changes an [`Integration`] in memory and says what to persist; it does no IO,
+//! takes `now` and new ids as parameters, and knows nothing of usage (a read-model concern, see
+//! `domain::usage`). The store persists the result in one transaction.
+//!
+//! Size: the value types of an integration and its state machine read best side by side; the
+//! transitions' tests live in `integration/tests.rs`.
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
-
+use crate::domain::account::Owner;
 use crate::domain::error::{Error, Violation};
 use crate::domain::scope::ScopeSet;
 use crate::domain::token::{PlainToken, TokenHash};
+use chrono::{DateTime, Duration, Utc};
 
 /// The longest name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 /// The longest description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 1000;
-
-/// The id of an agency or a location, owned by another system.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AccountId(
-    // Invariant: 1..=64 characters of `[A-Za-z0-9_-]`.
-    String,
-);
-
-impl AccountId {
-    /// Parses an account id; `field` names the request field for the error.
-    ///
-    /// # Errors
-    /// Returns `InvalidArgument` unless `id` is 1..=64 characters of `[A-Za-z0-9_-]`.
-    pub fn parse(field: &'static str, id: &str) -> Result<Self, Error> {
-        if id.is_empty()
-            || id.len() > 64
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(Violation::new(
-                field,
-                "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
-            )
-            .into());
-        }
-        Ok(Self(id.to_owned()))
-    }
-
-    /// Parses an optional account id: the empty string is `None`.
-    ///
-    /// # Errors
-    /// As [`AccountId::parse`] for a non-empty `id`.
-    pub fn parse_optional(field: &'static str, id: &str) -> Result<Option<Self>, Error> {
-        if id.is_empty() {
-            Ok(None)
-        } else {
-            Self::parse(field, id).map(Some)
-        }
-    }
-
-    /// Returns the id.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The level an integration is owned at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Agency,
-    Location,
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Agency => "agency",
-            Self::Location => "location",
-        })
-    }
-}
-
-/// Who owns an integration: an agency, or one location of an agency.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub agency_id: AccountId,
-    /// `None` for an agency-level integration.
-    pub location_id: Option<AccountId>,
-}
-
-impl Owner {
-    /// Returns the level this owner implies.
-    pub fn level(&self) -> Level {
-        if self.location_id.is_some() {
-            Level::Location
-        } else {
-            Level::Agency
-        }
-    }
-}
-
-/// Generates a stable id: a UUIDv7 in its hyphenated form.
-fn new_uuid_v7() -> String {
-    uuid::Uuid::now_v7().hyphenated().to_string()
-}
 
 /// Declares a UUID-shaped id type.
 macro_rules! uuid_id {
@@ -121,9 +32,10 @@ macro_rules! uuid_id {
         );
 
         impl $name {
-            /// Returns a new id (a UUIDv7, so ids sort by creation time).
-            pub fn generate() -> Self {
-                Self(new_uuid_v7())
+            /// Returns the id of `uuid`. The caller generates it (a UUIDv7, so ids sort by
+            /// creation time): the domain reads no clock.
+            pub fn from_uuid(uuid: uuid::Uuid) -> Self {
+                Self(uuid.hyphenated().to_string())
             }
 
             /// Parses an id; `field` names the request field for the error.
@@ -237,32 +149,18 @@ pub struct TokenRecord {
     pub expire_time: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked token never works again.
     pub revoke_time: Option<DateTime<Utc>>,
-    /// When it last authorized a call, as far as recorded.
-    pub last_used_time: Option<DateTime<Utc>>,
-    /// Calls per UTC day, oldest first, as far as worked out (empty when not read).
-    pub daily_usage: Vec<DailyUsage>,
-}
-
-/// How many calls a token had allowed and denied on one UTC day.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DailyUsage {
-    pub date: chrono::NaiveDate,
-    pub allowed: u64,
-    pub denied: u64,
 }
 
 impl TokenRecord {
-    /// Returns the record of a freshly generated token.
-    pub fn issue(token: &PlainToken, now: DateTime<Utc>) -> Self {
+    /// Returns the record of a freshly generated token with the id `id`.
+    pub fn issue(id: TokenId, token: &PlainToken, now: DateTime<Utc>) -> Self {
         Self {
-            id: TokenId::generate(),
+            id,
             hash: token.hash(),
             hint: token.hint(),
             create_time: now,
             expire_time: None,
             revoke_time: None,
-            last_used_time: None,
-            daily_usage: Vec::new(),
         }
     }
 
@@ -349,9 +247,6 @@ pub struct Integration {
     pub current: Option<TokenRecord>,
     /// Set only while a rotation window is open (the token may since have expired by time).
     pub previous: Option<TokenRecord>,
-    /// Derived, never stored: granted scopes that no allowed call required lately (least-privilege
-    /// advice). `None` where it was not worked out.
-    pub unused_scopes: Option<ScopeSet>,
 }
 
 /// What a transition did, for the store to persist beside the integration itself.
@@ -390,30 +285,37 @@ pub struct Patch {
     pub scopes: Option<ScopeSet>,
 }
 
+/// What a new integration is to be: its owner, name, description and granted scopes.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub owner: Owner,
+    pub name: IntegrationName,
+    pub description: Description,
+    pub scopes: ScopeSet,
+}
+
 impl Integration {
-    /// Returns a new integration whose current token is `token`.
+    /// Returns a new integration with the id `id`, made by `created_by`, whose current token is
+    /// `token`.
     pub fn create(
-        owner: Owner,
-        name: IntegrationName,
-        description: Description,
-        scopes: ScopeSet,
+        id: IntegrationId,
+        draft: Draft,
         created_by: String,
         token: TokenRecord,
         now: DateTime<Utc>,
     ) -> (Self, Change) {
         let integration = Self {
-            id: IntegrationId::generate(),
-            owner,
-            name,
-            description,
-            scopes,
+            id,
+            owner: draft.owner,
+            name: draft.name,
+            description: draft.description,
+            scopes: draft.scopes,
             create_time: now,
             update_time: now,
             created_by,
             version: 1,
             current: Some(token),
             previous: None,
-            unused_scopes: None,
         };
         let mut change = Change::new(EventKind::IntegrationCreated)
             .detail("name", integration.name.as_str())
@@ -629,3 +531,6 @@ impl Integration {
         self.version += 1;
     }
 }
+
+#[cfg(test)]
+mod tests;

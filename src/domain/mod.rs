@@ -1,9 +1,10 @@
-//! The pure core: tokens, scopes, integrations and their lifecycle, the Authorize decision and
-//! the management policy.
+//! The pure core: accounts, tokens, scopes, integrations and their lifecycle, the Authorize
+//! decision, the management policy and usage arithmetic.
 //!
-//! It does no IO, reads no clock (every function takes `now`) and knows nothing of gRPC or the
-//! database; it fails only with [`error::Error`].
+//! It does no IO, reads no clock and generates no ids (every function takes `now` and new ids
+//! as parameters) and knows nothing of gRPC or the database; it fails only with [`error::Error`].
 
+pub mod account;
 pub mod caller;
 pub mod decision;
 pub mod error;
@@ -11,3 +12,4 @@ pub mod event;
 pub mod integration;
 pub mod scope;
 pub mod token;
+pub mod usage;

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
 use tracing::debug;
 
+use crate::domain::account::AccountId;
 use crate::domain::caller::{Caller, Role};
-use crate::domain::integration::AccountId;
 
 /// The claims privint reads from a user's JWT.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,15 +1,25 @@
 //! Conversions between `pb::` messages and domain types. Parsing validates; every error names
-//! the request field.
+//! the request field. Handlers call one function here per request and one per response.
+//!
+//! Size: one function per message and direction, the whole edge of the proto in one place.
+
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::account::{AccountId, Level, Owner};
 use crate::domain::decision::{Decision, DenyReason};
 use crate::domain::error::{Error, Violation};
 use crate::domain::event::{Event, EventFilter};
-use crate::domain::integration::{AccountId, Integration, IntegrationId, Level, TokenRecord};
-use crate::domain::scope::ScopeEntry;
+use crate::domain::integration::{
+    Description, ExpireTarget, IntegrationId, IntegrationName, TokenRecord,
+};
+use crate::domain::scope::{Scope, ScopeEntry, truncated};
+use crate::domain::usage::TokenUsage;
 use crate::grpc::pb;
 use crate::service::authorizer::Answer;
+use crate::service::lifecycle::{NewIntegration, Page, RotateMode, Update};
+use crate::service::usage::IntegrationView;
 
 /// The page size used when a request asks for none.
 const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -18,10 +28,7 @@ const MAX_PAGE_SIZE: i32 = 100;
 
 /// Encodes a time.
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: time.timestamp_subsec_nanos() as i32,
-    }
+    SystemTime::from(time).into()
 }
 
 /// Parses a time from `field`.
@@ -32,6 +39,8 @@ pub fn parse_timestamp(
     field: &'static str,
     time: &prost_types::Timestamp,
 ) -> Result<DateTime<Utc>, Error> {
+    let mut time = *time;
+    time.normalize();
     u32::try_from(time.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos))
@@ -46,17 +55,10 @@ pub fn parse_duration(
     field: &'static str,
     duration: &prost_types::Duration,
 ) -> Result<chrono::Duration, Error> {
-    let invalid = || {
-        Error::from(Violation::new(
-            field,
-            "must be a valid, non-negative duration",
-        ))
-    };
-    if duration.seconds < 0 || duration.nanos < 0 {
-        return Err(invalid());
-    }
-    let seconds = chrono::Duration::try_seconds(duration.seconds).ok_or_else(invalid)?;
-    Ok(seconds + chrono::Duration::nanoseconds(i64::from(duration.nanos)))
+    std::time::Duration::try_from(*duration)
+        .ok()
+        .and_then(|duration| chrono::Duration::from_std(duration).ok())
+        .ok_or_else(|| Violation::new(field, "must be a valid, non-negative duration").into())
 }
 
 /// Parses a page size: 0 means the default, otherwise 1..=100.
@@ -73,17 +75,6 @@ pub fn page_size(page_size: i32) -> Result<u64, Error> {
         )
         .into()),
     }
-}
-
-/// Parses an integration listing's page token: the id of the last integration of the previous page.
-///
-/// # Errors
-/// `InvalidArgument` on `page_token` for anything not returned by privint.
-pub fn integration_page_token(token: &str) -> Result<Option<IntegrationId>, Error> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    IntegrationId::parse("page_token", token).map(Some)
 }
 
 /// Parses an event id (`page_token` or `after_id`).
@@ -138,6 +129,138 @@ pub fn level(level: i32) -> Result<Option<Level>, Error> {
     }
 }
 
+/// Returns the etag a request sent, if any.
+pub fn etag(etag: &str) -> Option<&str> {
+    (!etag.is_empty()).then_some(etag)
+}
+
+/// Parses a create request.
+///
+/// # Errors
+/// `InvalidArgument` for a bad account id, name, description or scope name.
+pub fn new_integration(request: pb::CreateIntegrationRequest) -> Result<NewIntegration, Error> {
+    Ok(NewIntegration {
+        owner: Owner {
+            agency_id: AccountId::parse("agency_id", &request.agency_id)?,
+            location_id: AccountId::parse_optional("location_id", &request.location_id)?,
+        },
+        name: IntegrationName::parse("name", &request.name)?,
+        description: Description::parse("description", &request.description)?,
+        scopes: Scope::parse_list("scopes", &request.scopes)?,
+    })
+}
+
+/// What a list request asks for.
+pub struct ListQuery {
+    pub account: Owner,
+    pub after: Option<IntegrationId>,
+    pub page_size: u64,
+}
+
+/// Parses a list request.
+///
+/// # Errors
+/// `InvalidArgument` for a bad account id, page size or page token.
+pub fn list_query(request: &pb::ListIntegrationsRequest) -> Result<ListQuery, Error> {
+    let after = match request.page_token.as_str() {
+        "" => None,
+        token => Some(IntegrationId::parse("page_token", token)?),
+    };
+    Ok(ListQuery {
+        account: Owner {
+            agency_id: AccountId::parse("agency_id", &request.agency_id)?,
+            location_id: AccountId::parse_optional("location_id", &request.location_id)?,
+        },
+        after,
+        page_size: page_size(request.page_size)?,
+    })
+}
+
+/// Parses an update: the fields named in `update_mask`, read from `integration`.
+///
+/// # Errors
+/// `InvalidArgument` for an empty or unknown mask path, or a bad value of a named field.
+pub fn update(
+    integration: &pb::Integration,
+    mask: Option<&prost_types::FieldMask>,
+) -> Result<Update, Error> {
+    let mask = mask.filter(|mask| !mask.paths.is_empty()).ok_or_else(|| {
+        Violation::new(
+            "update_mask",
+            "must name at least one of name, description, scopes",
+        )
+    })?;
+    let mut update = Update::default();
+    for path in &mask.paths {
+        match path.as_str() {
+            "name" => {
+                update.name = Some(IntegrationName::parse(
+                    "integration.name",
+                    &integration.name,
+                )?)
+            }
+            "description" => {
+                update.description = Some(Description::parse(
+                    "integration.description",
+                    &integration.description,
+                )?)
+            }
+            "scopes" => {
+                update.scopes = Some(Scope::parse_list(
+                    "integration.scopes",
+                    &integration.scopes,
+                )?)
+            }
+            _ => {
+                return Err(Violation::new(
+                    "update_mask",
+                    format!(
+                        "cannot update {:?}: only name, description and scopes",
+                        truncated(path)
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    Ok(update)
+}
+
+/// Parses how a rotation treats the old token.
+///
+/// # Errors
+/// `InvalidArgument` for a bad grace period, or one given with `expire_old_now`.
+pub fn rotate_mode(request: &pb::RotateTokenRequest) -> Result<RotateMode, Error> {
+    let grace = request
+        .grace_period
+        .as_ref()
+        .map(|it| parse_duration("grace_period", it))
+        .transpose()?;
+    match (request.expire_old_now, grace) {
+        (true, Some(_)) => {
+            Err(Violation::new("grace_period", "must be unset when expire_old_now is true").into())
+        }
+        (true, None) => Ok(RotateMode::ExpireNow),
+        (false, grace) => Ok(RotateMode::ExpireAfter(grace)),
+    }
+}
+
+/// Parses which tokens "expire now" expires.
+///
+/// # Errors
+/// `InvalidArgument` on `target` unless it is ALL or PREVIOUS.
+pub fn expire_target(target: i32) -> Result<ExpireTarget, Error> {
+    match pb::ExpireTarget::try_from(target) {
+        Ok(pb::ExpireTarget::All) => Ok(ExpireTarget::All),
+        Ok(pb::ExpireTarget::Previous) => Ok(ExpireTarget::Previous),
+        _ => Err(Violation::new(
+            "target",
+            "must be EXPIRE_TARGET_ALL or EXPIRE_TARGET_PREVIOUS",
+        )
+        .into()),
+    }
+}
+
 fn encode_level(level: Level) -> pb::Level {
     match level {
         Level::Agency => pb::Level::Agency,
@@ -145,16 +268,16 @@ fn encode_level(level: Level) -> pb::Level {
     }
 }
 
-fn token_info(token: &TokenRecord) -> pb::TokenInfo {
+fn token_info(token: &TokenRecord, usage: Option<&TokenUsage>) -> pb::TokenInfo {
     pb::TokenInfo {
         id: token.id.as_str().to_owned(),
         hint: token.hint.clone(),
         create_time: Some(timestamp(token.create_time)),
         expire_time: token.expire_time.map(timestamp),
-        last_used_time: token.last_used_time.map(timestamp),
-        daily_usage: token
-            .daily_usage
+        last_used_time: usage.and_then(|it| it.last_used_time).map(timestamp),
+        daily_usage: usage
             .iter()
+            .flat_map(|it| &it.daily)
             .map(|day| pb::DailyUsage {
                 date: day.date.to_string(),
                 allowed_calls: i64::try_from(day.allowed).unwrap_or(i64::MAX),
@@ -164,12 +287,17 @@ fn token_info(token: &TokenRecord) -> pb::TokenInfo {
     }
 }
 
-/// Encodes an integration; `now` decides which token slots are still live.
-pub fn integration(
-    integration: &Integration,
-    rotation_due: bool,
-    now: DateTime<Utc>,
-) -> pb::Integration {
+fn scope_names<'a>(scopes: impl IntoIterator<Item = &'a Scope>) -> Vec<String> {
+    scopes
+        .into_iter()
+        .map(|scope| scope.as_str().to_owned())
+        .collect()
+}
+
+/// Encodes an integration as its owner sees it.
+pub fn integration(view: &IntegrationView) -> pb::Integration {
+    let integration = &view.integration;
+    let token = |token: &TokenRecord| token_info(token, view.usage_of(&token.id));
     pb::Integration {
         id: integration.id.as_str().to_owned(),
         agency_id: integration.owner.agency_id.as_str().to_owned(),
@@ -181,32 +309,33 @@ pub fn integration(
             .unwrap_or_default(),
         name: integration.name.as_str().to_owned(),
         description: integration.description.as_str().to_owned(),
-        scopes: integration
-            .scopes
-            .as_slice()
-            .iter()
-            .map(|scope| scope.as_str().to_owned())
-            .collect(),
+        scopes: scope_names(integration.scopes.as_slice()),
         create_time: Some(timestamp(integration.create_time)),
         update_time: Some(timestamp(integration.update_time)),
         created_by: integration.created_by.clone(),
         etag: integration.etag(),
-        current_token: integration.current.as_ref().map(token_info),
-        previous_token: integration.live_previous(now).map(token_info),
-        rotation_due,
+        current_token: integration.current.as_ref().map(token),
+        previous_token: integration.live_previous(view.read_time).map(token),
+        rotation_due: view.rotation_due,
         level: encode_level(integration.owner.level()).into(),
-        unused_scopes: integration
-            .unused_scopes
-            .iter()
-            .flat_map(|scopes| scopes.as_slice())
-            .map(|scope| scope.as_str().to_owned())
-            .collect(),
-        last_used_time: [&integration.current, &integration.previous]
-            .into_iter()
-            .flatten()
-            .filter_map(|token| token.last_used_time)
+        unused_scopes: scope_names(view.unused_scopes.iter().flat_map(|it| it.as_slice())),
+        last_used_time: view
+            .token_usage
+            .values()
+            .filter_map(|usage| usage.last_used_time)
             .max()
             .map(timestamp),
+    }
+}
+
+/// Encodes a page of integrations.
+pub fn integrations(page: Page<IntegrationView, IntegrationId>) -> pb::ListIntegrationsResponse {
+    pb::ListIntegrationsResponse {
+        integrations: page.items.iter().map(integration).collect(),
+        next_page_token: page
+            .next
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default(),
     }
 }
 
@@ -242,16 +371,36 @@ pub fn event(event: Event) -> pb::Event {
     }
 }
 
+/// Encodes a page of events.
+pub fn events(page: Page<Event, i64>) -> pb::ListEventsResponse {
+    pb::ListEventsResponse {
+        events: page.items.into_iter().map(event).collect(),
+        next_page_token: page.next.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
 /// Encodes an Authorize answer.
 pub fn answer(answer: Answer) -> pb::AuthorizeResponse {
-    let staleness = answer.index_staleness;
-    let index_staleness = Some(prost_types::Duration {
-        seconds: staleness.num_seconds(),
-        nanos: staleness.subsec_nanos(),
-    });
+    let index_staleness = answer
+        .index_staleness
+        .to_std()
+        .ok()
+        .and_then(|it| prost_types::Duration::try_from(it).ok());
     pb::AuthorizeResponse {
         index_staleness,
         ..decision(answer.decision)
+    }
+}
+
+/// Returns the protobuf deny reason of `reason`.
+pub fn deny_reason(reason: &DenyReason) -> pb::DenyReason {
+    match reason {
+        DenyReason::MalformedToken => pb::DenyReason::MalformedToken,
+        DenyReason::UnknownToken => pb::DenyReason::UnknownToken,
+        DenyReason::ExpiredToken => pb::DenyReason::ExpiredToken,
+        DenyReason::RevokedToken => pb::DenyReason::RevokedToken,
+        DenyReason::WrongAccount => pb::DenyReason::WrongAccount,
+        DenyReason::MissingScopes(_) => pb::DenyReason::MissingScopes,
     }
 }
 
@@ -273,40 +422,21 @@ fn decision(decision: Decision) -> pb::AuthorizeResponse {
                     .as_ref()
                     .map(|it| it.as_str().to_owned())
                     .unwrap_or_default(),
-                scopes: grant
-                    .scopes
-                    .as_slice()
-                    .iter()
-                    .map(|scope| scope.as_str().to_owned())
-                    .collect(),
+                scopes: scope_names(grant.scopes.as_slice()),
                 token_id: token_id.as_str().to_owned(),
             }),
             expire_time: expire_time.map(timestamp),
             previous_token: is_previous,
             ..Default::default()
         },
-        Decision::Deny(reason) => {
-            let (reason, missing_scopes) = match reason {
-                DenyReason::MalformedToken => (pb::DenyReason::MalformedToken, Vec::new()),
-                DenyReason::UnknownToken => (pb::DenyReason::UnknownToken, Vec::new()),
-                DenyReason::ExpiredToken => (pb::DenyReason::ExpiredToken, Vec::new()),
-                DenyReason::RevokedToken => (pb::DenyReason::RevokedToken, Vec::new()),
-                DenyReason::WrongAccount => (pb::DenyReason::WrongAccount, Vec::new()),
-                DenyReason::MissingScopes(missing) => (
-                    pb::DenyReason::MissingScopes,
-                    missing
-                        .as_slice()
-                        .iter()
-                        .map(|scope| scope.as_str().to_owned())
-                        .collect(),
-                ),
-            };
-            pb::AuthorizeResponse {
-                decision: pb::Decision::Deny.into(),
-                reason: reason.into(),
-                missing_scopes,
-                ..Default::default()
-            }
-        }
+        Decision::Deny(reason) => pb::AuthorizeResponse {
+            decision: pb::Decision::Deny.into(),
+            reason: deny_reason(&reason).into(),
+            missing_scopes: match reason {
+                DenyReason::MissingScopes(missing) => scope_names(missing.as_slice()),
+                _ => Vec::new(),
+            },
+            ..Default::default()
+        },
     }
 }

@@ -1,4 +1,6 @@
-//! `privint.v1.IntegrationService`: thin handlers over `service::integrations`.
+//! `privint.v1.IntegrationService`: thin handlers over `service::lifecycle` and
+//! `service::events`. Each decodes its request with `convert`, makes one service call, and
+//! encodes the result.
 
 use std::pin::Pin;
 
@@ -9,11 +11,10 @@ use tracing::instrument;
 
 use crate::domain::caller::Caller;
 use crate::domain::error::{Error, Violation};
-use crate::domain::integration::{
-    AccountId, Description, ExpireTarget, Integration, IntegrationId, IntegrationName, Owner,
-};
-use crate::grpc::{Ready, convert, pb, ready};
-use crate::service::integrations::{Integrations, NewIntegration, RotateMode, Update};
+use crate::domain::integration::IntegrationId;
+use crate::grpc::convert::{self, etag};
+use crate::grpc::{Ready, pb, ready};
+use crate::service::lifecycle::Integrations;
 
 /// The gRPC face of [`Integrations`].
 #[derive(Clone)]
@@ -26,20 +27,16 @@ impl IntegrationsApi {
     pub fn new(service: Ready<Integrations>) -> Self {
         Self { service }
     }
-}
 
-/// Returns the caller the authentication interceptor verified.
-fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or_else(|| Status::unauthenticated("authentication required"))
-}
-
-fn encode(service: &Integrations, integration: &Integration) -> pb::Integration {
-    let now = service.now();
-    convert::integration(integration, service.rotation_due(integration, now), now)
+    /// Returns the service and the caller the authentication interceptor verified.
+    fn context<T>(&self, request: &Request<T>) -> Result<(&Integrations, Caller), Status> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("authentication required"))?;
+        Ok((ready(&self.service)?, caller))
+    }
 }
 
 /// Parses the id of the integration a call acts on, and records it on the call's span.
@@ -47,10 +44,6 @@ fn integration_id(field: &'static str, id: &str) -> Result<IntegrationId, Status
     let id = IntegrationId::parse(field, id)?;
     tracing::Span::current().record("integration.id", id.as_str());
     Ok(id)
-}
-
-fn etag(etag: &str) -> Option<&str> {
-    (!etag.is_empty()).then_some(etag)
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
@@ -62,35 +55,25 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::CreateIntegrationRequest>,
     ) -> Result<Response<pb::CreateIntegrationResponse>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
-        let request = request.into_inner();
-        let new = NewIntegration {
-            owner: Owner {
-                agency_id: AccountId::parse("agency_id", &request.agency_id)?,
-                location_id: AccountId::parse_optional("location_id", &request.location_id)?,
-            },
-            name: IntegrationName::parse("name", &request.name)?,
-            description: Description::parse("description", &request.description)?,
-            scopes: request.scopes,
-        };
-        let (integration, token) = service.create(&caller, new).await?;
-        tracing::Span::current().record("integration.id", integration.id.as_str());
-        let integration = Some(encode(service, &integration));
+        let (service, caller) = self.context(&request)?;
+        let new = convert::new_integration(request.into_inner())?;
+        let (view, token) = service.create(&caller, new).await?;
+        tracing::Span::current().record("integration.id", view.integration.id.as_str());
         Ok(Response::new(pb::CreateIntegrationResponse {
-            integration,
+            integration: Some(convert::integration(&view)),
             token: token.expose().to_owned(),
         }))
     }
 
-    #[instrument(skip_all, fields(rpc = "GetIntegration"))]
+    #[instrument(skip_all, fields(rpc = "GetIntegration", integration.id))]
     async fn get_integration(
         &self,
         request: Request<pb::GetIntegrationRequest>,
     ) -> Result<Response<pb::Integration>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
-        let id = IntegrationId::parse("id", &request.into_inner().id)?;
-        let integration = service.get(&caller, &id).await?;
-        Ok(Response::new(encode(service, &integration)))
+        let (service, caller) = self.context(&request)?;
+        let id = integration_id("id", &request.into_inner().id)?;
+        let view = service.get(&caller, &id).await?;
+        Ok(Response::new(convert::integration(&view)))
     }
 
     #[instrument(skip_all, fields(rpc = "ListIntegrations"))]
@@ -98,24 +81,12 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::ListIntegrationsRequest>,
     ) -> Result<Response<pb::ListIntegrationsResponse>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
-        let request = request.into_inner();
-        let agency_id = AccountId::parse("agency_id", &request.agency_id)?;
-        let location_id = AccountId::parse_optional("location_id", &request.location_id)?;
-        let (page_size, after) = (
-            convert::page_size(request.page_size)?,
-            convert::integration_page_token(&request.page_token)?,
-        );
+        let (service, caller) = self.context(&request)?;
+        let query = convert::list_query(request.get_ref())?;
         let page = service
-            .list(&caller, agency_id, location_id, after, page_size)
+            .list(&caller, &query.account, query.after, query.page_size)
             .await?;
-        Ok(Response::new(pb::ListIntegrationsResponse {
-            integrations: page.items.iter().map(|it| encode(service, it)).collect(),
-            next_page_token: page
-                .next
-                .map(|id| id.as_str().to_owned())
-                .unwrap_or_default(),
-        }))
+        Ok(Response::new(convert::integrations(page)))
     }
 
     #[instrument(skip_all, fields(rpc = "UpdateIntegration", integration.id))]
@@ -123,17 +94,17 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::UpdateIntegrationRequest>,
     ) -> Result<Response<pb::Integration>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let integration = request
             .integration
             .ok_or_else(|| Error::from(Violation::new("integration", "is required")))?;
         let id = integration_id("integration.id", &integration.id)?;
-        let update = update(integration.clone(), request.update_mask)?;
-        let integration = service
+        let update = convert::update(&integration, request.update_mask.as_ref())?;
+        let view = service
             .update(&caller, &id, etag(&integration.etag), update)
             .await?;
-        Ok(Response::new(encode(service, &integration)))
+        Ok(Response::new(convert::integration(&view)))
     }
 
     #[instrument(skip_all, fields(rpc = "DeleteIntegration", integration.id))]
@@ -141,7 +112,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::DeleteIntegrationRequest>,
     ) -> Result<Response<pb::DeleteIntegrationResponse>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let id = integration_id("id", &request.id)?;
         service.delete(&caller, &id, etag(&request.etag)).await?;
@@ -153,31 +124,15 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::RotateTokenRequest>,
     ) -> Result<Response<pb::RotateTokenResponse>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let id = integration_id("id", &request.id)?;
-        let grace = request
-            .grace_period
-            .as_ref()
-            .map(|it| convert::parse_duration("grace_period", it))
-            .transpose()?;
-        let mode = match (request.expire_old_now, grace) {
-            (true, Some(_)) => {
-                return Err(Violation::new(
-                    "grace_period",
-                    "must be unset when expire_old_now is true",
-                )
-                .into());
-            }
-            (true, None) => RotateMode::ExpireNow,
-            (false, grace) => RotateMode::ExpireAfter(grace),
-        };
-        let (integration, token) = service
+        let mode = convert::rotate_mode(&request)?;
+        let (view, token) = service
             .rotate_token(&caller, &id, etag(&request.etag), mode)
             .await?;
-        let integration = Some(encode(service, &integration));
         Ok(Response::new(pb::RotateTokenResponse {
-            integration,
+            integration: Some(convert::integration(&view)),
             token: token.expose().to_owned(),
         }))
     }
@@ -187,13 +142,13 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::CancelRotationRequest>,
     ) -> Result<Response<pb::Integration>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let id = integration_id("id", &request.id)?;
-        let integration = service
+        let view = service
             .cancel_rotation(&caller, &id, etag(&request.etag))
             .await?;
-        Ok(Response::new(encode(service, &integration)))
+        Ok(Response::new(convert::integration(&view)))
     }
 
     #[instrument(skip_all, fields(rpc = "ExpireToken", integration.id))]
@@ -201,24 +156,14 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::ExpireTokenRequest>,
     ) -> Result<Response<pb::Integration>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let id = integration_id("id", &request.id)?;
-        let target = match pb::ExpireTarget::try_from(request.target) {
-            Ok(pb::ExpireTarget::All) => ExpireTarget::All,
-            Ok(pb::ExpireTarget::Previous) => ExpireTarget::Previous,
-            _ => {
-                return Err(Violation::new(
-                    "target",
-                    "must be EXPIRE_TARGET_ALL or EXPIRE_TARGET_PREVIOUS",
-                )
-                .into());
-            }
-        };
-        let integration = service
+        let target = convert::expire_target(request.target)?;
+        let view = service
             .expire_token(&caller, &id, etag(&request.etag), target)
             .await?;
-        Ok(Response::new(encode(service, &integration)))
+        Ok(Response::new(convert::integration(&view)))
     }
 
     #[instrument(skip_all, fields(rpc = "ScheduleTokenExpiry", integration.id))]
@@ -226,7 +171,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::ScheduleTokenExpiryRequest>,
     ) -> Result<Response<pb::Integration>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let id = integration_id("id", &request.id)?;
         let expire_time = request
@@ -234,10 +179,10 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
             .as_ref()
             .map(|it| convert::parse_timestamp("expire_time", it))
             .transpose()?;
-        let integration = service
+        let view = service
             .schedule_token_expiry(&caller, &id, etag(&request.etag), expire_time)
             .await?;
-        Ok(Response::new(encode(service, &integration)))
+        Ok(Response::new(convert::integration(&view)))
     }
 
     #[instrument(skip_all, fields(rpc = "ListScopes"))]
@@ -245,15 +190,12 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::ListScopesRequest>,
     ) -> Result<Response<pb::ListScopesResponse>, Status> {
-        let service = ready(&self.service)?;
-        caller(&request)?;
+        let (service, _) = self.context(&request)?;
         let level = convert::level(request.into_inner().level)?;
-        let scopes = service
-            .list_scopes(level)
-            .into_iter()
-            .map(convert::scope)
-            .collect();
-        Ok(Response::new(pb::ListScopesResponse { scopes }))
+        let entries = service.list_scopes(level).into_iter();
+        Ok(Response::new(pb::ListScopesResponse {
+            scopes: entries.map(convert::scope).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(rpc = "ListEvents"))]
@@ -261,24 +203,20 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let filter = convert::event_filter(
             &request.integration_id,
             &request.agency_id,
             &request.location_id,
         )?;
-        let (page_size, before) = (
-            convert::page_size(request.page_size)?,
-            convert::event_id("page_token", &request.page_token)?,
-        );
+        let page_size = convert::page_size(request.page_size)?;
+        let before = convert::event_id("page_token", &request.page_token)?;
         let page = service
-            .list_events(&caller, &filter, before, page_size)
+            .events()
+            .list(&caller, &filter, before, page_size)
             .await?;
-        Ok(Response::new(pb::ListEventsResponse {
-            events: page.items.into_iter().map(convert::event).collect(),
-            next_page_token: page.next.map(|id| id.to_string()).unwrap_or_default(),
-        }))
+        Ok(Response::new(convert::events(page)))
     }
 
     type WatchEventsStream = EventStream;
@@ -288,7 +226,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         &self,
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        let (service, caller) = (ready(&self.service)?, caller(&request)?);
+        let (service, caller) = self.context(&request)?;
         let request = request.into_inner();
         let filter = convert::event_filter(
             &request.integration_id,
@@ -296,51 +234,9 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
             &request.location_id,
         )?;
         let after = convert::event_id("after_id", &request.after_id)?;
-        let events = service.watch_events(&caller, filter, after).await?;
+        let events = service.events().watch(&caller, filter, after).await?;
         let stream = ReceiverStream::new(events)
             .map(|event| event.map(convert::event).map_err(Status::from));
         Ok(Response::new(Box::pin(stream)))
     }
-}
-
-/// Parses an update: the fields named in `update_mask`, read from `integration`.
-fn update(
-    integration: pb::Integration,
-    mask: Option<prost_types::FieldMask>,
-) -> Result<Update, Error> {
-    let mask = mask.filter(|mask| !mask.paths.is_empty()).ok_or_else(|| {
-        Violation::new(
-            "update_mask",
-            "must name at least one of name, description, scopes",
-        )
-    })?;
-    let mut update = Update::default();
-    for path in &mask.paths {
-        match path.as_str() {
-            "name" => {
-                update.name = Some(IntegrationName::parse(
-                    "integration.name",
-                    &integration.name,
-                )?)
-            }
-            "description" => {
-                update.description = Some(Description::parse(
-                    "integration.description",
-                    &integration.description,
-                )?)
-            }
-            "scopes" => update.scopes = Some(integration.scopes.clone()),
-            _ => {
-                return Err(Violation::new(
-                    "update_mask",
-                    format!(
-                        "cannot update {:?}: only name, description and scopes",
-                        crate::domain::scope::truncated(path)
-                    ),
-                )
-                .into());
-            }
-        }
-    }
-    Ok(update)
 }

@@ -5,8 +5,7 @@
 
 pub mod auth;
 mod authorize;
-pub mod cli;
-mod convert;
+pub(crate) mod convert;
 mod integrations;
 mod status;
 
@@ -17,17 +16,23 @@ pub use integrations::IntegrationsApi;
 
 use crate::grpc::auth::Authenticator;
 use crate::service::authorizer::Authorizer;
-use crate::service::integrations::Integrations;
+use crate::service::lifecycle::Integrations;
+
+/// `IntegrationService` behind JWT authentication, as served.
+pub type IntegrationServer = InterceptedService<
+    pb::integration_service_server::IntegrationServiceServer<IntegrationsApi>,
+    Authenticator,
+>;
+
+/// `TokenAuthorizer`, as served.
+pub type AuthorizerServer = pb::token_authorizer_server::TokenAuthorizerServer<AuthorizerApi>;
 
 /// Returns `IntegrationService`, behind JWT authentication, refusing messages over `max_message_bytes`.
 pub fn integration_service(
     service: Ready<Integrations>,
     authenticator: Authenticator,
     max_message_bytes: usize,
-) -> InterceptedService<
-    pb::integration_service_server::IntegrationServiceServer<IntegrationsApi>,
-    Authenticator,
-> {
+) -> IntegrationServer {
     let server = pb::integration_service_server::IntegrationServiceServer::new(
         IntegrationsApi::new(service),
     )
@@ -41,7 +46,7 @@ pub fn authorizer_service(
     service: Ready<Authorizer>,
     max_message_bytes: usize,
     require_client_cert: bool,
-) -> pb::token_authorizer_server::TokenAuthorizerServer<AuthorizerApi> {
+) -> AuthorizerServer {
     pb::token_authorizer_server::TokenAuthorizerServer::new(AuthorizerApi::new(
         service,
         require_client_cert,

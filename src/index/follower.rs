@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::domain::error::Error;
 use crate::domain::event::deliverable;
 use crate::index::TokenIndex;
-use crate::service::clock::Clock;
 use crate::store::Store;
 
 /// Applies every integration in the store to `index`, which is then complete up to `started`
@@ -77,9 +77,9 @@ impl Follower {
         }
     }
 
-    /// Follows the feed until `stop` turns true. Database errors are logged once per outage and
-    /// retried; meanwhile the index's staleness grows.
-    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+    /// Follows the feed until `stop` is cancelled. Database errors are logged once per outage
+    /// and retried; meanwhile the index's staleness grows.
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut wakeups = None;
         let mut last_resync = Instant::now();
         let mut failing = false;
@@ -119,7 +119,7 @@ impl Follower {
                 tokio::select! {
                     () = tokio::time::sleep(self.settings.poll_interval.min(until_resync)) => false,
                     failed = wakeup => failed,
-                    _ = stop.wait_for(|stopped| *stopped) => return,
+                    () = stop.cancelled() => return,
                 }
             };
             if listener_failed {

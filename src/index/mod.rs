@@ -9,18 +9,20 @@
 
 pub mod follower;
 pub mod recorder;
+pub mod usage;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
 use crate::domain::decision::{Decision, Grant, Target, TokenGrant, authorize};
-use crate::domain::integration::{Integration, IntegrationId, TokenId, TokenRecord};
-use crate::domain::scope::{RequiredScopes, Scope, ScopeSet};
+use crate::domain::integration::{Integration, IntegrationId, TokenRecord};
+use crate::domain::scope::{RequiredScopes, Scope};
 use crate::domain::token::TokenHash;
+use crate::index::usage::{ScopeUses, UnrecordedScopeUse, UnrecordedUse, Usage};
 
 /// A token's grant and when it was last used.
 struct Entry {
@@ -29,108 +31,6 @@ struct Entry {
     usage: Arc<Usage>,
     /// Shared by the integration's live tokens.
     scopes: Arc<ScopeUses>,
-}
-
-/// When each scope of an integration's grant was last required by an allowed call.
-#[derive(Default)]
-struct ScopeUses {
-    /// The grant's scopes, sorted.
-    names: Vec<Scope>,
-    // Invariant: `last` and `recorded` have one entry per name; Unix milliseconds, 0 for never.
-    last: Vec<AtomicI64>,
-    recorded: Vec<AtomicI64>,
-}
-
-impl ScopeUses {
-    /// Returns the uses of `scopes`, keeping what `old` knew of the scopes both have.
-    fn new(scopes: &ScopeSet, old: Option<&ScopeUses>) -> Self {
-        let carried = |name: &Scope, of: fn(&ScopeUses) -> &Vec<AtomicI64>| {
-            let known = old.and_then(|old| {
-                old.position(name.as_str())
-                    .map(|i| of(old)[i].load(Ordering::Relaxed))
-            });
-            AtomicI64::new(known.unwrap_or(0))
-        };
-        let names = scopes.as_slice().to_vec();
-        let last = names
-            .iter()
-            .map(|name| carried(name, |it| &it.last))
-            .collect();
-        let recorded = names
-            .iter()
-            .map(|name| carried(name, |it| &it.recorded))
-            .collect();
-        Self {
-            names,
-            last,
-            recorded,
-        }
-    }
-
-    fn position(&self, name: &str) -> Option<usize> {
-        self.names
-            .binary_search_by(|scope| scope.as_str().cmp(name))
-            .ok()
-    }
-}
-
-/// A scope use to write to the database; see [`TokenIndex::unrecorded_scope_uses`].
-pub struct UnrecordedScopeUse {
-    pub integration_id: IntegrationId,
-    pub scope: Scope,
-    pub time: DateTime<Utc>,
-    uses: Arc<ScopeUses>,
-    position: usize,
-}
-
-impl UnrecordedScopeUse {
-    /// Marks this use as written.
-    pub fn recorded(&self) {
-        self.uses.recorded[self.position]
-            .fetch_max(self.time.timestamp_millis(), Ordering::Relaxed);
-    }
-}
-
-/// When a token last authorized a call, and how much of that is written to the database.
-#[derive(Default)]
-struct Usage {
-    /// Unix milliseconds of the last allowed call; 0 for never.
-    last_used: AtomicI64,
-    /// The `last_used` value the database has (or was read from it).
-    recorded: AtomicI64,
-    /// Calls allowed and denied since the counts were last written.
-    allowed: AtomicU64,
-    denied: AtomicU64,
-}
-
-/// A token's usage to write to the database; see [`TokenIndex::unrecorded_uses`].
-pub struct UnrecordedUse {
-    pub token_id: TokenId,
-    /// The last use, if newer than what the database has.
-    pub time: Option<DateTime<Utc>>,
-    /// Calls since the counts were last taken; taken out of the index by `unrecorded_uses`.
-    pub allowed: u64,
-    pub denied: u64,
-    usage: Arc<Usage>,
-}
-
-impl UnrecordedUse {
-    /// Marks the last use as written.
-    pub fn recorded(&self) {
-        if let Some(time) = self.time {
-            self.usage
-                .recorded
-                .fetch_max(time.timestamp_millis(), Ordering::Relaxed);
-        }
-    }
-
-    /// Puts the counts back, for the next write, when this one failed.
-    pub fn restore(&self) {
-        self.usage
-            .allowed
-            .fetch_add(self.allowed, Ordering::Relaxed);
-        self.usage.denied.fetch_add(self.denied, Ordering::Relaxed);
-    }
 }
 
 /// Every known token by digest, live or not, so a revoked token is told apart from an unknown one.
@@ -383,14 +283,6 @@ impl TokenIndex {
             Some(existing) => Arc::clone(&existing.usage),
             None => Arc::default(),
         };
-        if let Some(recorded) = token.last_used_time {
-            usage
-                .last_used
-                .fetch_max(recorded.timestamp_millis(), Ordering::Relaxed);
-            usage
-                .recorded
-                .fetch_max(recorded.timestamp_millis(), Ordering::Relaxed);
-        }
         let scopes = Arc::clone(scopes);
         self.tokens.insert(
             token.hash,
@@ -409,9 +301,10 @@ mod tests {
     use ring::rand::SystemRandom;
 
     use super::*;
+    use crate::domain::account::{AccountId, Owner};
     use crate::domain::decision::Target;
-    use crate::domain::integration::{AccountId, Description, IntegrationName, OldTokens, Owner};
-    use crate::domain::scope::{Catalog, RequiredScopes};
+    use crate::domain::integration::{Description, Draft, IntegrationName, OldTokens, TokenId};
+    use crate::domain::scope::{Catalog, RequiredScopes, Scope};
     use crate::domain::token::PlainToken;
 
     fn allows(index: &TokenIndex, token: &PlainToken, now: DateTime<Utc>) -> bool {
@@ -438,30 +331,46 @@ mod tests {
             location_id: Some(AccountId::parse("test", "loc1").expect("valid")),
         };
         let scopes = catalog
-            .grant("scopes", &["contacts.readonly".into()], owner.level())
+            .grant(
+                "scopes",
+                &[Scope::parse("contacts.readonly").expect("valid")],
+                owner.level(),
+            )
             .expect("scopes");
         let tokens: Vec<PlainToken> = (0..3)
             .map(|_| PlainToken::generate(&rng).expect("random"))
             .collect();
         let name = IntegrationName::parse("name", "x").expect("valid");
+        let id = |n: u128| uuid::Uuid::from_u128(n);
         let (mut integration, _) = Integration::create(
-            owner,
-            name,
-            Description::default(),
-            scopes,
+            IntegrationId::from_uuid(id(1)),
+            Draft {
+                owner,
+                name,
+                description: Description::default(),
+                scopes,
+            },
             "user".into(),
-            TokenRecord::issue(&tokens[0], now),
+            TokenRecord::issue(TokenId::from_uuid(id(10)), &tokens[0], now),
             now,
         );
         let index = TokenIndex::new();
         index.apply(&integration, &[]);
         let at = now + Duration::seconds(1);
         let first = integration
-            .rotate(TokenRecord::issue(&tokens[1], at), OldTokens::ExpireNow, at)
+            .rotate(
+                TokenRecord::issue(TokenId::from_uuid(id(11)), &tokens[1], at),
+                OldTokens::ExpireNow,
+                at,
+            )
             .expect("rotate");
         let after_first = integration.clone();
         let second = integration
-            .rotate(TokenRecord::issue(&tokens[2], at), OldTokens::ExpireNow, at)
+            .rotate(
+                TokenRecord::issue(TokenId::from_uuid(id(12)), &tokens[2], at),
+                OldTokens::ExpireNow,
+                at,
+            )
             .expect("rotate");
         // The newer state is applied first, the older one last.
         index.apply(&integration, &second.retired);

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use crate::clock::Clock;
 use crate::domain::error::Error;
-use crate::domain::integration::DailyUsage;
+use crate::domain::usage::DailyUsage;
 use crate::index::TokenIndex;
-use crate::service::clock::Clock;
 use crate::store::Store;
 
 /// Writes the uses not yet recorded; returns how many token and scope uses it wrote.
@@ -68,18 +68,18 @@ pub async fn record_uses(
     Ok(uses.len() + scope_uses.len())
 }
 
-/// Records uses every `interval` until `stop` turns true, then once more.
+/// Records uses every `interval` until `stop` is cancelled, then once more.
 pub async fn run(
     store: Store,
     index: Arc<TokenIndex>,
     clock: Arc<dyn Clock>,
     interval: Duration,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     loop {
         let stopping = tokio::select! {
             () = tokio::time::sleep(interval) => false,
-            _ = stop.wait_for(|stopped| *stopped) => true,
+            () = stop.cancelled() => true,
         };
         if let Err(err) = record_uses(&store, &index, clock.now().date_naive()).await {
             warn!(error = ?err, "cannot record token uses; keeping them for the next round");

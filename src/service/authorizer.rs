@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::clock::Clock;
+use crate::domain::account::AccountId;
 use crate::domain::decision::{Decision, DenyReason, Target};
 use crate::domain::error::{Error, Violation};
-use crate::domain::integration::AccountId;
 use crate::domain::scope::Catalog;
 use crate::domain::token::TokenHash;
 use crate::index::TokenIndex;
 use crate::metrics::Metrics;
-use crate::service::clock::Clock;
 
 /// The answer to Authorize: the decision, and how stale the index behind it may be.
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use privint::app::App;
+use privint::clock::AdjustableClock;
 use privint::config::{Config, Settings};
 use privint::grpc::auth::Claims;
 use privint::grpc::pb;
-use privint::service::clock::AdjustableClock;
 use sea_orm::{ConnectionTrait, Database};
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -127,7 +127,7 @@ pub fn settings(db: &TestDb) -> Settings {
         cors_allowed_origins: vec!["https://admin.example.com".to_owned()],
         ..Settings::default()
     };
-    settings.auth.hs256_secret = Some(SECRET.to_owned());
+    settings.auth.hs256_secret = Some(SECRET.into());
     settings
 }
 
@@ -262,7 +262,7 @@ impl TestApp {
 
     /// Returns the server's current time.
     pub fn clock_now(&self) -> chrono::DateTime<Utc> {
-        use privint::service::clock::Clock;
+        use privint::clock::Clock;
         self.clock.now()
     }
 

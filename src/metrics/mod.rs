@@ -1,18 +1,19 @@
 //! Prometheus metrics: calls by RPC and status code, Authorize results and latency, tokens in
 //! the index. Served as Prometheus text on a separate HTTP port (`metrics_addr`).
 //!
-//! It records and encodes; it decides nothing and never sees a token.
+//! It records and encodes; it decides nothing and never sees a token. The tower layer that
+//! counts calls lives in `layer`.
 
-use std::convert::Infallible;
+mod layer;
+
+pub use layer::RpcMetricsLayer;
+
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http_body::{Body, Frame};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,29 +52,55 @@ struct RpcLabels {
     code: &'static str,
 }
 
-/// Authorize results, as labelled.
-const RESULTS: [&str; 7] = [
-    "allow",
-    "malformed_token",
-    "unknown_token",
-    "expired_token",
-    "revoked_token",
-    "missing_scopes",
-    "wrong_account",
-];
+/// An Authorize result as labelled: `allow`, or the deny reason.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // The variant names are the label values.
+enum AuthorizeResult {
+    allow,
+    malformed_token,
+    unknown_token,
+    expired_token,
+    revoked_token,
+    missing_scopes,
+    wrong_account,
+}
+
+impl AuthorizeResult {
+    const ALL: [Self; 7] = [
+        Self::allow,
+        Self::malformed_token,
+        Self::unknown_token,
+        Self::expired_token,
+        Self::revoked_token,
+        Self::missing_scopes,
+        Self::wrong_account,
+    ];
+
+    fn of(decision: &Decision) -> Self {
+        match decision {
+            Decision::Allow { .. } => Self::allow,
+            Decision::Deny(DenyReason::MalformedToken) => Self::malformed_token,
+            Decision::Deny(DenyReason::UnknownToken) => Self::unknown_token,
+            Decision::Deny(DenyReason::ExpiredToken) => Self::expired_token,
+            Decision::Deny(DenyReason::RevokedToken) => Self::revoked_token,
+            Decision::Deny(DenyReason::MissingScopes(_)) => Self::missing_scopes,
+            Decision::Deny(DenyReason::WrongAccount) => Self::wrong_account,
+        }
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
-    /// `allow`, or the deny reason (`missing_scopes`, `revoked_token`, ...).
-    result: &'static str,
+    result: AuthorizeResult,
 }
 
 /// Every metric privint exports.
 pub struct Metrics {
     registry: Registry,
     rpc_calls: Family<RpcLabels, Counter>,
-    /// One counter per result, in `RESULTS` order, looked up once so a call only increments.
-    authorize_results: [Counter; RESULTS.len()],
+    /// One counter per result, in `AuthorizeResult::ALL` order, looked up once so a call only
+    /// increments.
+    authorize_results: [Counter; AuthorizeResult::ALL.len()],
     authorize_latency: LatencyHistogram,
     live_tokens: Gauge,
     indexed_tokens: Gauge,
@@ -96,8 +123,8 @@ impl Metrics {
             "Authorize answers, by result",
             results.clone(),
         );
-        let authorize_results =
-            RESULTS.map(|result| results.get_or_create(&ResultLabels { result }).clone());
+        let authorize_results = AuthorizeResult::ALL
+            .map(|result| results.get_or_create(&ResultLabels { result }).clone());
         // 1 µs to about 0.5 s.
         let authorize_latency = LatencyHistogram::new(exponential_buckets(1e-6, 2.0, 20));
         registry.register(
@@ -136,20 +163,11 @@ impl Metrics {
 
     /// Counts one Authorize answer and its latency.
     pub fn record_authorize(&self, decision: &Decision, latency: Duration) {
-        let result = match decision {
-            Decision::Allow { .. } => 0,
-            Decision::Deny(DenyReason::MalformedToken) => 1,
-            Decision::Deny(DenyReason::UnknownToken) => 2,
-            Decision::Deny(DenyReason::ExpiredToken) => 3,
-            Decision::Deny(DenyReason::RevokedToken) => 4,
-            Decision::Deny(DenyReason::MissingScopes(_)) => 5,
-            Decision::Deny(DenyReason::WrongAccount) => 6,
-        };
-        self.authorize_results[result].inc();
+        self.authorize_results[AuthorizeResult::of(decision) as usize].inc();
         self.authorize_latency.observe(latency);
     }
 
-    fn record_rpc(&self, rpc: String, status: Option<&http::HeaderValue>) {
+    pub(crate) fn record_rpc(&self, rpc: String, status: Option<&http::HeaderValue>) {
         let code = status
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<usize>().ok())
@@ -227,164 +245,33 @@ impl EncodeMetric for LatencyHistogram {
     }
 }
 
-/// A tower layer counting finished gRPC calls by method and status code.
-#[derive(Clone)]
-pub struct RpcMetricsLayer(pub Arc<Metrics>);
-
-impl<S> tower::Layer<S> for RpcMetricsLayer {
-    type Service = RpcMetricsService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RpcMetricsService {
-            inner,
-            metrics: Arc::clone(&self.0),
-        }
-    }
-}
-
-/// See [`RpcMetricsLayer`].
-#[derive(Clone)]
-pub struct RpcMetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetricsService<S>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-{
-    type Response = http::Response<CountedBody<ResBody>>;
-    type Error = S::Error;
-    type Future = CountedFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let pending = Some((request.uri().path().to_owned(), Arc::clone(&self.metrics)));
-        CountedFuture {
-            inner: self.inner.call(request),
-            pending,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The response future of [`RpcMetricsService`].
-    pub struct CountedFuture<F> {
-        #[pin]
-        inner: F,
-        pending: Option<(String, Arc<Metrics>)>,
-    }
-}
-
-impl<F, ResBody, E> Future for CountedFuture<F>
-where
-    F: Future<Output = Result<http::Response<ResBody>, E>>,
-{
-    type Output = Result<http::Response<CountedBody<ResBody>>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let response = ready!(this.inner.poll(cx))?;
-        let mut pending = this.pending.take();
-        // A trailers-only response (an error) carries its status in the headers.
-        if let Some(status) = response.headers().get("grpc-status")
-            && let Some((rpc, metrics)) = pending.take()
-        {
-            metrics.record_rpc(rpc, Some(status));
-        }
-        Poll::Ready(Ok(response.map(|inner| CountedBody { inner, pending })))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A response body that counts its call when the trailers carry the status.
-    pub struct CountedBody<B> {
-        #[pin]
-        inner: B,
-        pending: Option<(String, Arc<Metrics>)>,
-    }
-}
-
-impl<B: Body> Body for CountedBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(frame)) = &frame
-            && let Some(trailers) = frame.trailers_ref()
-            && let Some((rpc, metrics)) = this.pending.take()
-        {
-            metrics.record_rpc(rpc, trailers.get("grpc-status"));
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Serves `GET /metrics` on `listener` until `stop` completes; `encode` renders the page.
+///
+/// # Errors
+/// Returns the server's error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     encode: Arc<dyn Fn() -> String + Send + Sync>,
-    stop: impl Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(err) => {
-                    tracing::warn!(error = %err, "metrics listener failed to accept");
-                    continue;
-                }
-            },
-            () = &mut stop => return,
-        };
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let page = move || {
         let encode = Arc::clone(&encode);
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let encode = Arc::clone(&encode);
-                    async move {
-                        let response = if request.method() == http::Method::GET
-                            && request.uri().path() == "/metrics"
-                        {
-                            http::Response::builder()
-                                .header(
-                                    http::header::CONTENT_TYPE,
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                )
-                                .body(http_body_util::Full::new(bytes::Bytes::from(encode())))
-                        } else {
-                            http::Response::builder()
-                                .status(http::StatusCode::NOT_FOUND)
-                                .body(http_body_util::Full::new(bytes::Bytes::from_static(
-                                    b"not found: try /metrics\n",
-                                )))
-                        };
-                        Ok::<_, Infallible>(response.expect("a valid static response"))
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+        async move {
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                encode(),
+            )
+        }
+    };
+    let router = axum::Router::new()
+        .route("/metrics", axum::routing::get(page))
+        .fallback(|| async { (http::StatusCode::NOT_FOUND, "not found: try /metrics\n") });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
 }
 
 #[cfg(test)]
