@@ -27,6 +27,12 @@ fn privint(app: &TestApp, jwt: Option<&str>, args: &[&str]) -> String {
     stdout
 }
 
+fn json_str<'a>(value: &'a serde_json::Value, name: &str) -> &'a str {
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {name} in {value}"))
+}
+
 fn field<'a>(output: &'a str, name: &str) -> &'a str {
     output
         .lines()
@@ -62,9 +68,12 @@ async fn readme_walk_through() {
             "contacts.readonly",
             "--scope",
             "contacts.write",
+            "--json",
         ],
     );
-    let (id, t1) = (field(&created, "id"), field(&created, "token:"));
+    // As the README does with jq: the id and the token from the JSON output.
+    let created: serde_json::Value = serde_json::from_str(&created).expect("one JSON object");
+    let (id, t1) = (json_str(&created, "id"), json_str(&created, "token"));
     assert!(t1.starts_with("pit-"));
 
     let authorize = |token: &str, extra: &[&str]| {
@@ -78,9 +87,16 @@ async fn readme_walk_through() {
         denied.contains("DENY MISSING_SCOPES") && denied.contains("calendars.write"),
         "{denied}"
     );
+    let elsewhere = privint(
+        &app,
+        None,
+        &["authorize", "--token", t1, "--location", "loc2"],
+    );
+    assert_eq!(elsewhere.trim(), "DENY WRONG_ACCOUNT");
 
-    let rotated = privint(&app, jwt, &["rotate", id, "--grace", "1h"]);
-    let t2 = field(&rotated, "token:");
+    let rotated = privint(&app, jwt, &["rotate", id, "--grace", "1h", "--json"]);
+    let rotated: serde_json::Value = serde_json::from_str(&rotated).expect("one JSON object");
+    let t2 = json_str(&rotated, "token");
     let old = authorize(t1, &[]);
     assert!(
         old.starts_with("ALLOW") && old.contains("previous token"),
@@ -202,5 +218,77 @@ fn migrate_runs_alone_and_serve_refuses_to_start_without_keys() {
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("auth.jwks_file or auth.hs256_secret"),
         "{output:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_output_for_scripts() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let jwt = privint(&app, None, &["dev-jwt", "--agency", "agency1"]);
+    let jwt = Some(jwt.trim());
+    let args = [
+        "create",
+        "--agency",
+        "agency1",
+        "--name",
+        "Sync",
+        "--scope",
+        "users.readonly",
+        "--json",
+    ];
+    let created: serde_json::Value =
+        serde_json::from_str(&privint(&app, jwt, &args)).expect("JSON");
+    assert_eq!(created["name"], "Sync");
+    assert_eq!(created["scopes"], serde_json::json!(["users.readonly"]));
+    let token = json_str(&created, "token");
+    let decide = |scope: &str| -> serde_json::Value {
+        let args = [
+            "authorize",
+            "--token",
+            token,
+            "--agency",
+            "agency1",
+            "--scope",
+            scope,
+            "--json",
+        ];
+        serde_json::from_str(&privint(&app, None, &args)).expect("JSON")
+    };
+    let allowed = decide("users.readonly");
+    assert_eq!(allowed["decision"], "ALLOW");
+    assert_eq!(allowed["integration_id"], created["id"]);
+    let denied = decide("contacts.write");
+    assert_eq!(denied["decision"], "DENY");
+    assert_eq!(denied["reason"], "MISSING_SCOPES");
+    assert_eq!(
+        denied["missing_scopes"],
+        serde_json::json!(["contacts.write"])
+    );
+    let listed = privint(&app, jwt, &["list", "--agency", "agency1", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).expect("JSON");
+    assert_eq!(listed["integrations"][0]["id"], created["id"]);
+}
+
+// Regression: `privint scopes | head -3` panicked with "failed printing to stdout: Broken pipe".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_a_normal_end() {
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let jwt = privint(&app, None, &["dev-jwt", "--agency", "agency1"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_privint"))
+        .args(["scopes"])
+        .env("PRIVINT_ADDR", format!("http://{}", app.addr))
+        .env("PRIVINT_JWT", jwt.trim())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run privint");
+    // The reader goes away before the catalog is written, as `head` does after its lines.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("privint ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(
+        !stderr.contains("panicked") && stderr.is_empty(),
+        "{stderr}"
     );
 }

@@ -1,4 +1,4 @@
-//! Get and List show when a token was last used (SPEC §7): Authorize bumps it in memory, it is
+//! Get and List show when a token was last used: Authorize bumps it in memory, it is
 //! written in batches (and at shutdown), and other replicas see it once written.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Every lifecycle action of SPEC §3 end to end, with its effect on Authorize, on both databases.
+//! Every lifecycle action end to end, with its effect on Authorize, on both databases.
 
 mod common;
 

@@ -51,7 +51,7 @@ struct ModelToken {
     revoked: Option<DateTime<Utc>>,
 }
 
-/// The lifecycle of SPEC §3, written as plainly as possible.
+/// The lifecycle (create, update, rotate, cancel, expire, schedule, delete), written as plainly as possible.
 struct Model {
     now: DateTime<Utc>,
     tokens: Vec<ModelToken>,

@@ -1,5 +1,5 @@
 //! When the database is unreachable, Authorize keeps answering from memory and management
-//! calls fail with UNAVAILABLE; once it is back, management works again (SPEC §6).
+//! calls fail with UNAVAILABLE; once it is back, management works again.
 //! PostgreSQL only: its per-test database can be closed to connections and its sessions ended.
 
 mod common;

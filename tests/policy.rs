@@ -1,4 +1,4 @@
-//! Who may manage integrations (SPEC §5): JWT verification and the role policy, end to end.
+//! Who may manage integrations: JWT verification and the role policy, end to end.
 
 mod common;
 

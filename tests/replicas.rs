@@ -1,4 +1,4 @@
-//! Two replicas on one database (SPEC §6): what one changes, the other applies through the
+//! Two replicas on one database: what one changes, the other applies through the
 //! change feed (or, failing that, the periodic full reload), and Authorize reports how stale
 //! its index may be.
 

@@ -1,4 +1,4 @@
-//! No token and no digest ever reaches the log or trace output (SPEC §9), checked on the real
+//! No token and no digest ever reaches the log or trace output, checked on the real
 //! binary at the most verbose level through a whole lifecycle.
 
 mod common;

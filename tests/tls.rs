@@ -1,4 +1,4 @@
-//! TLS on the port, and mutual TLS for Authorize callers (SPEC §5), with certificates made here.
+//! TLS on the port, and mutual TLS for Authorize callers, with certificates made here.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Least-privilege advice (SPEC §7): an integration shows the granted scopes that no allowed
+//! Least-privilege advice: an integration shows the granted scopes that no allowed
 //! call required in the last 30 days, recorded in batches and shared between replicas.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Bad input (SPEC §9): every invalid field is INVALID_ARGUMENT naming the field, and nothing
+//! Bad input: every invalid field is INVALID_ARGUMENT naming the field, and nothing
 //! is half-written.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Who is calling a management RPC, and what they may see and change (SPEC §5).
+//! Who is calling a management RPC, and what they may see and change.
 //!
 //! The JWT is verified elsewhere (`grpc::auth`); this module only holds the verified claims
 //! and the policy.

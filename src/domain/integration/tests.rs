@@ -59,6 +59,15 @@ fn slots(integration: &Integration) -> (Option<TokenId>, Option<TokenId>) {
     )
 }
 
+/// Rotates to token `n` at `at(seconds)`, the old token working for `grace`.
+#[track_caller]
+fn rotate_later(integration: &mut Integration, n: u128, seconds: i64, grace: Duration) -> Change {
+    let now = at(seconds);
+    integration
+        .rotate(token(n, now), OldTokens::ExpireAfter(grace), now)
+        .expect("rotate, expiring the old token later")
+}
+
 #[track_caller]
 fn check_refused(result: Result<Change, Error>, expect: &str) {
     match result {
@@ -123,13 +132,7 @@ fn rotate_now_revokes_every_older_token() {
 #[test]
 fn rotate_later_keeps_the_old_token_as_previous_until_the_grace_ends() {
     let (mut integration, _) = created();
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
     assert_eq!(slots(&integration), (Some(id(2)), Some(id(1))));
     let previous = integration.previous.as_ref().expect("previous");
     assert_eq!(previous.expire_time, Some(at(3610)));
@@ -157,13 +160,7 @@ fn a_grace_period_never_extends_an_expiry_already_scheduled() {
     integration
         .schedule_expiry(Some(at(100)), at(1))
         .expect("schedule");
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::days(7)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::days(7));
     let previous = integration.previous.as_ref().expect("previous");
     assert_eq!(previous.expire_time, Some(at(100)));
 }
@@ -174,13 +171,7 @@ fn rotate_later_with_an_expired_current_token_retires_it() {
     integration
         .schedule_expiry(Some(at(5)), at(1))
         .expect("schedule");
-    let change = integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    let change = rotate_later(&mut integration, 2, 10, Duration::hours(1));
     assert_eq!(slots(&integration), (Some(id(2)), None));
     assert_eq!(change.retired.len(), 1);
     assert!(
@@ -197,13 +188,7 @@ fn cancel_rotation_restores_the_previous_token_without_expiry() {
         integration.cancel_rotation(at(5)),
         "no rotation is in progress",
     );
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
     let change = integration.cancel_rotation(at(20)).expect("cancel");
     assert_eq!(change.kind, EventKind::TokenRotationCancelled);
     assert_eq!(slots(&integration), (Some(id(1)), None));
@@ -219,13 +204,7 @@ fn cancel_rotation_restores_the_previous_token_without_expiry() {
         (id(2), Some(at(20)))
     );
     // After the window has closed by time, there is nothing to cancel.
-    integration
-        .rotate(
-            token(3, at(30)),
-            OldTokens::ExpireAfter(Duration::minutes(1)),
-            at(30),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 3, 30, Duration::minutes(1));
     check_refused(
         integration.cancel_rotation(at(90)),
         "no rotation is in progress",
@@ -239,13 +218,7 @@ fn expire_previous_leaves_the_current_token_alone() {
         integration.expire(ExpireTarget::Previous, at(5)),
         "no rotation is in progress",
     );
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
     let change = integration
         .expire(ExpireTarget::Previous, at(20))
         .expect("expire previous");
@@ -257,13 +230,7 @@ fn expire_previous_leaves_the_current_token_alone() {
 #[test]
 fn expire_all_empties_the_slots_until_the_next_rotation() {
     let (mut integration, _) = created();
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
     let change = integration
         .expire(ExpireTarget::All, at(20))
         .expect("expire");
@@ -294,13 +261,7 @@ fn expire_all_empties_the_slots_until_the_next_rotation() {
 #[test]
 fn an_expiry_already_passed_is_not_rewritten_as_a_revocation() {
     let (mut integration, _) = created();
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::minutes(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::minutes(1));
     let change = integration
         .expire(ExpireTarget::All, at(200))
         .expect("expire");
@@ -338,13 +299,7 @@ fn schedule_expiry_sets_and_clears_the_current_tokens_expiry() {
 #[test]
 fn delete_revokes_every_token() {
     let (mut integration, _) = created();
-    integration
-        .rotate(
-            token(2, at(10)),
-            OldTokens::ExpireAfter(Duration::hours(1)),
-            at(10),
-        )
-        .expect("rotate");
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
     let change = integration.delete(at(20));
     assert_eq!(change.kind, EventKind::IntegrationDeleted);
     assert_eq!(slots(&integration), (None, None));
