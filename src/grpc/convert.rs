@@ -81,7 +81,7 @@ pub fn page_size(page_size: i32) -> Result<u64, Error> {
 ///
 /// # Errors
 /// `InvalidArgument` on `field` unless empty or a positive integer.
-pub fn event_id(field: &'static str, id: &str) -> Result<Option<i64>, Error> {
+fn event_id(field: &'static str, id: &str) -> Result<Option<i64>, Error> {
     if id.is_empty() {
         return Ok(None);
     }
@@ -95,7 +95,7 @@ pub fn event_id(field: &'static str, id: &str) -> Result<Option<i64>, Error> {
 ///
 /// # Errors
 /// `InvalidArgument` unless exactly one of `integration_id` and `agency_id` is set.
-pub fn event_filter(
+fn event_filter(
     integration_id: &str,
     agency_id: &str,
     location_id: &str,
@@ -114,6 +114,43 @@ pub fn event_filter(
         )
         .into()),
     }
+}
+
+/// What a `ListEvents` request asks for.
+pub struct EventsQuery {
+    pub filter: EventFilter,
+    /// Events older than this id (the page token).
+    pub before: Option<i64>,
+    pub page_size: u64,
+}
+
+/// Parses a `ListEvents` request.
+///
+/// # Errors
+/// `InvalidArgument` for a bad filter, page size or page token.
+pub fn events_query(request: &pb::ListEventsRequest) -> Result<EventsQuery, Error> {
+    Ok(EventsQuery {
+        filter: event_filter(
+            &request.integration_id,
+            &request.agency_id,
+            &request.location_id,
+        )?,
+        before: event_id("page_token", &request.page_token)?,
+        page_size: page_size(request.page_size)?,
+    })
+}
+
+/// Parses a `WatchEvents` request: the filter and the event id to start after.
+///
+/// # Errors
+/// `InvalidArgument` for a bad filter or event id.
+pub fn watch_query(request: &pb::WatchEventsRequest) -> Result<(EventFilter, Option<i64>), Error> {
+    let filter = event_filter(
+        &request.integration_id,
+        &request.agency_id,
+        &request.location_id,
+    )?;
+    Ok((filter, event_id("after_id", &request.after_id)?))
 }
 
 /// Parses a level filter: unspecified means all levels.

@@ -204,17 +204,10 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
         let (service, caller) = self.context(&request)?;
-        let request = request.into_inner();
-        let filter = convert::event_filter(
-            &request.integration_id,
-            &request.agency_id,
-            &request.location_id,
-        )?;
-        let page_size = convert::page_size(request.page_size)?;
-        let before = convert::event_id("page_token", &request.page_token)?;
+        let query = convert::events_query(request.get_ref())?;
         let page = service
             .events()
-            .list(&caller, &filter, before, page_size)
+            .list(&caller, &query.filter, query.before, query.page_size)
             .await?;
         Ok(Response::new(convert::events(page)))
     }
@@ -227,13 +220,7 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         request: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
         let (service, caller) = self.context(&request)?;
-        let request = request.into_inner();
-        let filter = convert::event_filter(
-            &request.integration_id,
-            &request.agency_id,
-            &request.location_id,
-        )?;
-        let after = convert::event_id("after_id", &request.after_id)?;
+        let (filter, after) = convert::watch_query(request.get_ref())?;
         let events = service.events().watch(&caller, filter, after).await?;
         let stream = ReceiverStream::new(events)
             .map(|event| event.map(convert::event).map_err(Status::from));
