@@ -18,10 +18,10 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::{Config, TlsConfig};
-use crate::domain::event::GAP_WAIT;
 use crate::grpc::Ready;
 use crate::grpc::auth::Authenticator;
 use crate::index::TokenIndex;
+use crate::index::feed::EventFeed;
 use crate::index::follower::Follower;
 use crate::metrics::{Metrics, RpcMetricsLayer};
 use crate::service::authorizer::Authorizer;
@@ -291,11 +291,12 @@ async fn start_services(
         .migrate()
         .await
         .context("cannot migrate the database")?;
-    // The feed starts before the load, a little in the past, so a change committed meanwhile
-    // (or still in flight) is applied by the follower rather than missed.
+    // The feed starts at the last event committed before the load: ids follow commit order, so
+    // a change committed during the load has a later id and reaches the follower (at worst
+    // applied twice, which is harmless).
     let load_started = clock.now();
     let feed_start = store
-        .last_event_id(Some(load_started - GAP_WAIT))
+        .last_event_id()
         .await
         .context("cannot read the event log")?;
     let index = Arc::new(TokenIndex::new());
@@ -303,10 +304,7 @@ async fn start_services(
         .await
         .context("cannot load the token index")?;
     info!(tokens = index.len(), "token index loaded");
-    let last_event_id = store
-        .last_event_id(None)
-        .await
-        .context("cannot read the event log")?;
+    let feed = Arc::new(EventFeed::new(feed_start));
     let catalog = Arc::new(config.catalog.clone());
     let recorder = (store.clone(), Arc::clone(&index), Arc::clone(&clock));
     let follower = Follower::new(
@@ -314,13 +312,9 @@ async fn start_services(
         Arc::clone(&index),
         Arc::clone(&clock),
         config.change_feed.clone(),
-        feed_start,
+        Arc::clone(&feed),
     );
-    let events = Arc::new(Events::new(
-        store.clone(),
-        Arc::clone(&clock),
-        last_event_id,
-    ));
+    let events = Arc::new(Events::new(store.clone(), feed));
     let integrations = Integrations::new(
         store,
         Arc::clone(&index),

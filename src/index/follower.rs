@@ -1,12 +1,18 @@
 //! The change-feed follower: keeps this replica's token index in line with changes other
 //! replicas commit, by reading the events table in id order and reloading each changed
-//! integration, with a periodic full reload as a safety net.
+//! integration, with a periodic full reload as a safety net; it also publishes every event it
+//! reads to this replica's `WatchEvents` streams (`feed`).
+//!
+//! Event ids are handed out in commit order (see `store::events`), so a read that sees an event
+//! sees every event before it: the follower never waits at a gap, and never skips a change
+//! however late its commit lands.
 //!
 //! Staleness bound: a change committed on another replica is applied here within about one
-//! poll interval (default 250 ms; on PostgreSQL a NOTIFY wakes the follower at once), plus up
-//! to `GAP_WAIT` (2 s) when an event id is still in flight, and in any case by the next full
-//! reload (default 5 minutes). The index records the time up to which it is complete, and
-//! Authorize reports the difference as its staleness.
+//! poll interval (default 250 ms; on PostgreSQL a NOTIFY wakes the follower at once), and in
+//! any case by the next full reload (default 5 minutes) if its event was lost. The index
+//! records the time before its last complete read of the feed, and Authorize reports the
+//! difference as its staleness: a change committed since may be missing, and the staleness
+//! says so.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -18,8 +24,8 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::domain::error::Error;
-use crate::domain::event::deliverable;
 use crate::index::TokenIndex;
+use crate::index::feed::EventFeed;
 use crate::store::Store;
 
 /// Applies every integration in the store to `index`, which is then complete up to `started`
@@ -55,25 +61,25 @@ pub struct Follower {
     index: Arc<TokenIndex>,
     clock: Arc<dyn Clock>,
     settings: FeedSettings,
-    /// The id of the last event applied.
-    cursor: i64,
+    /// Where the events read are published; its cursor is the id of the last event applied.
+    feed: Arc<EventFeed>,
 }
 
 impl Follower {
-    /// Returns a follower that starts after event `cursor`.
+    /// Returns a follower that starts after the cursor of `feed`.
     pub fn new(
         store: Store,
         index: Arc<TokenIndex>,
         clock: Arc<dyn Clock>,
         settings: FeedSettings,
-        cursor: i64,
+        feed: Arc<EventFeed>,
     ) -> Self {
         Self {
             store,
             index,
             clock,
             settings,
-            cursor,
+            feed,
         }
     }
 
@@ -119,6 +125,7 @@ impl Follower {
                 tokio::select! {
                     () = tokio::time::sleep(self.settings.poll_interval.min(until_resync)) => false,
                     failed = wakeup => failed,
+                    () = self.feed.woken() => false,
                     () = stop.cancelled() => return,
                 }
             };
@@ -129,32 +136,33 @@ impl Follower {
         }
     }
 
-    /// Applies the integrations changed by new events; marks the index synced when caught up.
+    /// Applies the integrations changed by new events and publishes the events; marks the index
+    /// synced up to the time before the read when it has read everything.
     async fn poll(&mut self) -> Result<(), Error> {
-        let started = self.clock.now();
-        let events = self.store.events_after(self.cursor, BATCH).await?;
-        let ready = deliverable(&events, self.cursor, self.clock.now());
-        let changed: BTreeSet<_> = events[..ready]
-            .iter()
-            .map(|event| event.integration_id.clone())
-            .collect();
-        for id in changed {
-            if let Some(loaded) = self.store.load_integration(&id).await? {
-                self.index.apply(&loaded.integration, &loaded.retired);
+        loop {
+            let started = self.clock.now();
+            let events = self.store.events_after(self.feed.cursor(), BATCH).await?;
+            let changed: BTreeSet<_> = events
+                .iter()
+                .map(|event| event.integration_id.clone())
+                .collect();
+            for id in changed {
+                if let Some(loaded) = self.store.load_integration(&id).await? {
+                    self.index.apply(&loaded.integration, &loaded.retired);
+                }
+            }
+            self.feed.publish(&events);
+            if events.len() < BATCH as usize {
+                // Every event committed before `started` was in this read.
+                self.index.mark_synced(started);
+                return Ok(());
             }
         }
-        if let Some(last) = events[..ready].last() {
-            self.cursor = last.id;
-        }
-        if ready == events.len() && events.len() < BATCH as usize {
-            self.index.mark_synced(started);
-        }
-        Ok(())
     }
 
     /// Reloads every integration: catches anything the feed could have missed.
     async fn resync(&mut self) -> Result<(), Error> {
-        // The cursor stays: polling goes on from where it was, re-applying harmlessly.
+        // The cursor stays: the feed goes on from where it was.
         reload(&self.store, &self.index, self.clock.now()).await
     }
 }

@@ -7,6 +7,7 @@
 //! used, which the `recorder` writes out in batches.
 //! The index itself does not read the database and decides nothing: see `domain::decision`.
 
+pub mod feed;
 pub mod follower;
 pub mod recorder;
 pub mod usage;

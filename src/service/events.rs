@@ -4,54 +4,47 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
 use crate::domain::account::Owner;
 use crate::domain::caller::Caller;
 use crate::domain::error::Error;
-use crate::domain::event::{Event, EventFilter, deliverable};
+use crate::domain::event::{Event, EventFilter};
+use crate::index::feed::EventFeed;
 use crate::service::lifecycle::{Page, not_found};
 use crate::store::Store;
 
-/// How many events one read of the feed returns at most.
-const FEED_BATCH: u64 = 500;
+/// How many events one catch-up read returns at most.
+const CATCH_UP_BATCH: u64 = 500;
 
 /// Reads and streams audit events for callers allowed to see them.
 pub struct Events {
     store: Store,
-    clock: Arc<dyn Clock>,
-    /// The id of the newest event this replica knows of; watchers wake on changes.
-    last_event: watch::Sender<i64>,
-    /// Set on shutdown: event streams end so the server can drain.
-    stopping: watch::Sender<bool>,
+    /// What this replica's follower reads, fanned out to every stream.
+    feed: Arc<EventFeed>,
+    /// Cancelled on shutdown: event streams end so the server can drain.
+    stopping: CancellationToken,
 }
 
 impl Events {
-    /// Returns the event service; `last_event_id` is the newest event id in the store.
-    pub fn new(store: Store, clock: Arc<dyn Clock>, last_event_id: i64) -> Self {
-        let (last_event, _) = watch::channel(last_event_id);
-        let (stopping, _) = watch::channel(false);
+    /// Returns the event service over the follower's `feed`.
+    pub fn new(store: Store, feed: Arc<EventFeed>) -> Self {
         Self {
             store,
-            clock,
-            last_event,
-            stopping,
+            feed,
+            stopping: CancellationToken::new(),
         }
     }
 
-    /// Wakes the watchers: an event with id `event_id` was committed by this replica.
-    pub fn published(&self, event_id: i64) {
-        self.last_event.send_if_modified(|last| {
-            let newer = event_id > *last;
-            *last = (*last).max(event_id);
-            newer
-        });
+    /// Tells watchers that this replica committed an event: the follower reads it at once.
+    pub fn published(&self) {
+        self.feed.wake();
     }
 
     /// Ends every event stream (WatchEvents), as the server shuts down.
     pub fn stop_watchers(&self) {
-        self.stopping.send_replace(true);
+        self.stopping.cancel();
     }
 
     /// Lists the events of an integration or an account, newest first, older than `before`.
@@ -74,7 +67,10 @@ impl Events {
     }
 
     /// Streams the events matching `filter` after `after` (or from now on), oldest first,
-    /// until the receiver is dropped.
+    /// until the receiver is dropped or the server stops.
+    ///
+    /// Events come from the follower's feed; the store is read only to catch up (from `after`,
+    /// or after falling behind the feed's capacity), so a watcher that keeps up costs no query.
     ///
     /// # Errors
     /// As [`Events::list`], checked once before the stream starts.
@@ -85,51 +81,21 @@ impl Events {
         after: Option<i64>,
     ) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
         self.check_reach(caller, &filter).await?;
-        let mut last_seen = match after {
-            Some(after) => after,
-            None => self.store.last_event_id(None).await?,
+        // Subscribed before anything is read, so no event falls between the store and the feed.
+        let (live, published) = self.feed.subscribe();
+        let watcher = Watcher {
+            store: self.store.clone(),
+            filter,
+            last_seen: after.unwrap_or(published),
+            caught_up: after.is_none_or(|after| after >= published),
         };
         let (sender, receiver) = mpsc::channel(64);
-        let store = self.store.clone();
-        let clock = Arc::clone(&self.clock);
-        let mut wake = self.last_event.subscribe();
-        let mut stopping = self.stopping.subscribe();
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
-            loop {
-                if *stopping.borrow_and_update() {
-                    return;
-                }
-                // The whole feed is read so that gaps in the ids can be seen; the filter applies after.
-                let events = match store.events_after(last_seen, FEED_BATCH).await {
-                    Ok(events) => events,
-                    Err(err) => {
-                        let _ = sender.send(Err(err)).await;
-                        return;
-                    }
-                };
-                let ready = deliverable(&events, last_seen, clock.now());
-                let caught_up = ready == events.len() && events.len() < FEED_BATCH as usize;
-                for event in events.into_iter().take(ready) {
-                    last_seen = event.id;
-                    if filter.matches(&event) && sender.send(Ok(event)).await.is_err() {
-                        return;
-                    }
-                }
-                if ready == 0 || caught_up {
-                    // Wake on this replica's own changes, and poll as a safety net (and to
-                    // retry a gap that may be filled by a late commit).
-                    let pause = if caught_up {
-                        std::time::Duration::from_secs(1)
-                    } else {
-                        std::time::Duration::from_millis(100)
-                    };
-                    tokio::select! {
-                        _ = wake.changed() => {}
-                        () = tokio::time::sleep(pause) => {}
-                        () = sender.closed() => return,
-                        _ = stopping.changed() => {}
-                    }
-                }
+            tokio::select! {
+                () = watcher.run(live, &sender) => {}
+                () = sender.closed() => {}
+                () = stopping.cancelled() => {}
             }
         });
         Ok(receiver)
@@ -153,5 +119,80 @@ impl Events {
                 location_id: location_id.clone(),
             }),
         }
+    }
+}
+
+/// One `WatchEvents` stream.
+struct Watcher {
+    store: Store,
+    filter: EventFilter,
+    /// The id of the last event delivered or passed over; later ones are delivered in id order.
+    last_seen: i64,
+    /// False while events after `last_seen` may be missing from the feed's receiver.
+    caught_up: bool,
+}
+
+impl Watcher {
+    /// Delivers events until the receiver is gone or the store fails (the error is delivered).
+    async fn run(
+        mut self,
+        mut live: broadcast::Receiver<Arc<Event>>,
+        sender: &mpsc::Sender<Result<Event, Error>>,
+    ) {
+        loop {
+            if !self.caught_up {
+                match self.catch_up(sender).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(err) => {
+                        let _ = sender.send(Err(err)).await;
+                        return;
+                    }
+                }
+            }
+            match live.recv().await {
+                Ok(event) => {
+                    if event.id > self.last_seen && !self.deliver(&event, sender).await {
+                        return;
+                    }
+                }
+                // Fell behind the feed's capacity: read what was missed from the store.
+                Err(broadcast::error::RecvError::Lagged(_)) => self.caught_up = false,
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Reads the store after `last_seen` until it runs out; returns false if the receiver is gone.
+    async fn catch_up(
+        &mut self,
+        sender: &mpsc::Sender<Result<Event, Error>>,
+    ) -> Result<bool, Error> {
+        loop {
+            let events = self
+                .store
+                .events_after(self.last_seen, CATCH_UP_BATCH)
+                .await?;
+            let complete = events.len() < CATCH_UP_BATCH as usize;
+            for event in &events {
+                if !self.deliver(event, sender).await {
+                    return Ok(false);
+                }
+            }
+            if complete {
+                self.caught_up = true;
+                return Ok(true);
+            }
+        }
+    }
+
+    /// Sends `event` if it passes the filter; returns false if the receiver is gone.
+    async fn deliver(
+        &mut self,
+        event: &Event,
+        sender: &mpsc::Sender<Result<Event, Error>>,
+    ) -> bool {
+        self.last_seen = event.id;
+        !self.filter.matches(event) || sender.send(Ok(event.clone())).await.is_ok()
     }
 }

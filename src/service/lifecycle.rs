@@ -412,7 +412,7 @@ impl Integrations {
     /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.
     fn applied(&self, integration: &Integration, change: &Change, event: &Event) {
         self.index.apply(integration, &change.retired);
-        self.events.published(event.id);
+        self.events.published();
         info!(integration.id = %integration.id, event.id = event.id, event.kind = change.kind.as_str(), "integration changed");
     }
 

@@ -1,7 +1,14 @@
 //! The events table: the audit log (`ListEvents`), the change feed replicas follow, and the
 //! PostgreSQL wake-up that tells followers a new event committed.
+//!
+//! Event ids are handed out in commit order: the insert of an event is the last write of its
+//! transaction and, on PostgreSQL, takes a transaction-level advisory lock first, so the next
+//! writer gets its id only once this one has committed or rolled back (SQLite has one writer at
+//! a time anyway). A reader that sees an event therefore sees every event with a lower id that
+//! will ever commit, and a gap in the ids is a rollback, never a commit still to come. The cost
+//! is that change transactions of all replicas queue for the time between their event insert
+//! and their commit (see BENCHMARKS.md).
 
-use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{
@@ -16,6 +23,9 @@ use crate::store::{Store, StoreTx, entity, rows};
 
 /// The PostgreSQL channel notified at every committed event.
 const EVENTS_CHANNEL: &str = "privint_events";
+
+/// The PostgreSQL advisory lock that orders event ids by commit ("privint" and 1 in ASCII).
+const FEED_ORDER_LOCK: i64 = 0x7072_6976_696e_7401;
 
 impl Store {
     /// Returns up to `limit` events matching `filter`, newest first, older than `before`.
@@ -42,9 +52,9 @@ impl Store {
         found.into_iter().map(rows::event).collect()
     }
 
-    /// Returns up to `limit` events with ids above `after`, in id order: the change feed.
-    /// Ids are allocated at insert and become visible at commit, so a lower id may still appear
-    /// later; see `domain::event::deliverable`.
+    /// Returns up to `limit` events with ids above `after`, in id order: the change feed. Ids
+    /// are handed out in commit order, so no event with a lower id than the last returned can
+    /// commit later.
     ///
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure.
@@ -60,20 +70,16 @@ impl Store {
         found.into_iter().map(rows::event).collect()
     }
 
-    /// Returns the highest event id (of the events stamped before `before`, if given), or 0 if
-    /// there is none.
+    /// Returns the highest event id, or 0 if there is none: every event up to it has
+    /// committed, and every later one will have a higher id.
     ///
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure.
-    pub async fn last_event_id(&self, before: Option<DateTime<Utc>>) -> Result<i64, Error> {
+    pub async fn last_event_id(&self) -> Result<i64, Error> {
         use entity::event::Column;
-        let mut query = entity::event::Entity::find()
+        let last = entity::event::Entity::find()
             .select_only()
-            .column_as(Column::Id.max(), "max_id");
-        if let Some(before) = before {
-            query = query.filter(Column::Time.lt(before));
-        }
-        let last = query
+            .column_as(Column::Id.max(), "max_id")
             .into_tuple::<Option<i64>>()
             .one(&self.db)
             .await
@@ -114,7 +120,8 @@ impl EventWakeups {
 }
 
 impl StoreTx {
-    /// Inserts the one event of a lifecycle action; on PostgreSQL it also sends
+    /// Inserts the one event of a lifecycle action, as the last write before the commit; on
+    /// PostgreSQL it first takes the lock that orders ids by commit, and it sends
     /// `NOTIFY privint_events`, which is delivered at commit.
     pub(super) async fn insert_event(
         &mut self,
@@ -122,6 +129,12 @@ impl StoreTx {
         change: &Change,
         actor: &str,
     ) -> Result<Event, Error> {
+        if self.backend == DbBackend::Postgres {
+            self.tx
+                .execute_unprepared(&format!("SELECT pg_advisory_xact_lock({FEED_ORDER_LOCK})"))
+                .await
+                .map_err(db_error)?;
+        }
         let details: serde_json::Map<String, serde_json::Value> = change
             .details
             .iter()

@@ -20,7 +20,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::SqliteJournalMode;
 use sea_orm::{
     AccessMode, ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    IsolationLevel, TransactionTrait,
+    IsolationLevel, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -83,7 +83,18 @@ impl Store {
             Some(lock) => Some(Arc::clone(lock).lock_owned().await),
             None => None,
         };
-        let tx = self.db.begin().await.map_err(db_error)?;
+        // On SQLite a write transaction takes the write lock at BEGIN (IMMEDIATE): one that
+        // began as a reader could not wait for a writer of another connection and would fail
+        // busy at once; this way it waits for up to the busy time-out.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let tx = self
+            .db
+            .begin_with_options(options)
+            .await
+            .map_err(db_error)?;
         let backend = self.db.get_database_backend();
         Ok(StoreTx {
             tx,
