@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -248,7 +248,9 @@ where
         .add_service(services.integrations)
         .add_service(services.authorizer)
         .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
+            // Every accepted connection sends at once: without TCP_NODELAY, Nagle's algorithm
+            // meets the client's delayed ACKs and a small response can wait 40 ms.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
             stop.clone().cancelled_owned(),
         ))
 }
