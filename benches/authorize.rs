@@ -29,7 +29,11 @@ const INTEGRATIONS: usize = 100_000;
 fn index_benches(c: &mut Criterion) {
     let catalog = Catalog::from_toml(privint::config::DEFAULT_SCOPES).expect("catalog");
     let rng = SystemRandom::new();
-    let index = Arc::new(TokenIndex::new());
+    let catalog = Arc::new(catalog);
+    let index = Arc::new(TokenIndex::new(
+        Arc::clone(&catalog),
+        chrono::Duration::days(30),
+    ));
     let now = Utc::now();
     let mut token = None;
     for n in 0..INTEGRATIONS {
@@ -62,7 +66,7 @@ fn index_benches(c: &mut Criterion) {
             TokenRecord::issue(TokenId::from_uuid(uuid::Uuid::now_v7()), &plain, now),
             now,
         );
-        index.apply(&integration, &[]);
+        index.apply(&integration, &[], now);
         if n == INTEGRATIONS / 2 {
             token = Some((plain, integration.owner));
         }
@@ -71,7 +75,6 @@ fn index_benches(c: &mut Criterion) {
     let bearer = format!("Bearer {}", token.expose());
     let authorizer = Authorizer::new(
         index,
-        Arc::new(catalog),
         Arc::new(SystemClock),
         privint::metrics::Metrics::new(),
     );

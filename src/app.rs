@@ -301,13 +301,16 @@ async fn start_services(
         .last_event_id()
         .await
         .context("cannot read the event log")?;
-    let index = Arc::new(TokenIndex::new());
+    let catalog = Arc::new(config.catalog.clone());
+    let index = Arc::new(TokenIndex::new(
+        Arc::clone(&catalog),
+        config.retired_token_retention,
+    ));
     crate::index::follower::reload(&store, &index, load_started)
         .await
         .context("cannot load the token index")?;
     info!(tokens = index.len(), "token index loaded");
     let feed = Arc::new(EventFeed::new(feed_start));
-    let catalog = Arc::new(config.catalog.clone());
     let recorder = (store.clone(), Arc::clone(&index), Arc::clone(&clock));
     let follower = Follower::new(
         store.clone(),
@@ -325,7 +328,7 @@ async fn start_services(
         Arc::clone(&clock),
         events,
     );
-    let authorizer = Authorizer::new(index, catalog, clock, metrics);
+    let authorizer = Authorizer::new(index, clock, metrics);
     Ok(Started {
         integrations: Arc::new(integrations),
         authorizer: Arc::new(authorizer),

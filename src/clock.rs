@@ -8,6 +8,11 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 pub trait Clock: Send + Sync + 'static {
     /// Returns the current time, to the millisecond (what both databases store exactly).
     fn now(&self) -> DateTime<Utc>;
+
+    /// Returns the current time in Unix milliseconds: what the hot path compares.
+    fn now_millis(&self) -> i64 {
+        self.now().timestamp_millis()
+    }
 }
 
 /// The system clock.
@@ -17,6 +22,13 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         truncate(Utc::now())
+    }
+
+    fn now_millis(&self) -> i64 {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
     }
 }
 

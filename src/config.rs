@@ -43,6 +43,11 @@ pub struct Settings {
     /// How often the last use of tokens is written to the database (and at shutdown).
     #[serde(with = "humantime_serde")]
     pub usage_flush_interval: Duration,
+    /// How long a token that expired or was revoked stays known to Authorize (answering
+    /// EXPIRED_TOKEN or REVOKED_TOKEN); after it, Authorize answers UNKNOWN_TOKEN for it and it
+    /// costs no memory.
+    #[serde(with = "humantime_serde")]
+    pub retired_token_retention: Duration,
     /// How long the server keeps answering after readiness turns NOT_SERVING on SIGTERM, so
     /// load balancers stop sending calls before the port closes.
     #[serde(with = "humantime_serde")]
@@ -127,6 +132,7 @@ impl Default for Settings {
             max_message_bytes: 256 * 1024,
             log_filter: "info".to_owned(),
             shutdown_delay: Duration::ZERO,
+            retired_token_retention: 30 * DAY,
             usage_flush_interval: Duration::from_secs(10),
             rotation: RotationSettings::default(),
             change_feed: ChangeFeedSettings::default(),
@@ -193,6 +199,7 @@ pub struct Config {
     pub log_filter: String,
     pub shutdown_delay: Duration,
     pub usage_flush_interval: Duration,
+    pub retired_token_retention: chrono::Duration,
     pub rotation: RotationPolicy,
     pub change_feed: FeedSettings,
     pub jwks_file: Option<PathBuf>,
@@ -316,6 +323,10 @@ impl TryFrom<Settings> for Config {
             log_filter: settings.log_filter,
             shutdown_delay: settings.shutdown_delay,
             usage_flush_interval: settings.usage_flush_interval.max(Duration::from_millis(10)),
+            retired_token_retention: chrono::Duration::from_std(settings.retired_token_retention)
+                .map_err(|_| {
+                "retired_token_retention is too large".to_owned()
+            })?,
             rotation,
             change_feed,
             jwks_file: settings

@@ -12,8 +12,8 @@ use crate::domain::error::{Error, Violation};
 /// The id of an agency or a location, owned by another system.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct AccountId(
-    // Invariant: 1..=64 characters of `[A-Za-z0-9_-]`.
-    String,
+    // Invariant: 1..=64 characters of `[A-Za-z0-9_-]`. Shared, so copies of an id cost nothing.
+    std::sync::Arc<str>,
 );
 
 impl AccountId {
@@ -22,19 +22,29 @@ impl AccountId {
     /// # Errors
     /// Returns `InvalidArgument` unless `id` is 1..=64 characters of `[A-Za-z0-9_-]`.
     pub fn parse(field: &'static str, id: &str) -> Result<Self, Error> {
-        if id.is_empty()
-            || id.len() > 64
-            || !id
+        Self::check(field, id)?;
+        Ok(Self(id.into()))
+    }
+
+    /// Checks that `id` is an account id, without copying it.
+    ///
+    /// # Errors
+    /// Returns `InvalidArgument` unless `id` is 1..=64 characters of `[A-Za-z0-9_-]`.
+    pub fn check(field: &'static str, id: &str) -> Result<(), Error> {
+        let valid = !id.is_empty()
+            && id.len() <= 64
+            && id
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(Violation::new(
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(())
+        } else {
+            Err(Violation::new(
                 field,
                 "must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -",
             )
-            .into());
+            .into())
         }
-        Ok(Self(id.to_owned()))
     }
 
     /// Parses an optional account id: the empty string is `None`.

@@ -1,134 +1,169 @@
-//! The Authorize decision: a pure function of a token's grant, the request and `now`.
-
-use std::sync::Arc;
+//! The Authorize decision: a pure function of a token's state, its integration's grant, the
+//! request and `now`.
+//!
+//! Everything it compares is ready to compare: times are Unix milliseconds, scopes are bits over
+//! the catalog, and the request's account ids are borrowed, never copied or allocated.
 
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-use crate::domain::account::{AccountId, Owner};
-use crate::domain::integration::{IntegrationId, TokenId};
-use crate::domain::scope::{RequiredScopes, ScopeSet};
+use crate::domain::account::AccountId;
+use crate::domain::scope::ScopeBits;
 
-/// What an integration may do: shared by all its tokens, replaced whole on a scope change.
+/// What an integration may do: shared by all its tokens, replaced whole on a change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub integration_id: IntegrationId,
-    pub owner: Owner,
-    pub scopes: ScopeSet,
+    pub integration_id: Uuid,
+    pub agency_id: AccountId,
+    /// `None` for an agency-level integration.
+    pub location_id: Option<AccountId>,
+    pub scopes: ScopeBits,
 }
 
-/// The in-memory state of one token, as the token index holds it.
-#[derive(Debug, Clone)]
-pub struct TokenGrant {
-    pub token_id: TokenId,
-    pub grant: Arc<Grant>,
-    pub expire_time: Option<DateTime<Utc>>,
-    pub revoke_time: Option<DateTime<Utc>>,
+/// Whether and how a token was revoked, relative to its expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Not revoked.
+    None,
+    /// Revoked at or after its expiry time: it counts as expired once that time has passed.
+    AfterExpiry,
+    /// Revoked before its expiry time (or with none).
+    BeforeExpiry,
+}
+
+/// The state of one token, as the decision needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenState {
+    /// When it ended or ends, in Unix milliseconds: its expiry time (`i64::MAX` for never), or
+    /// with `Revocation::BeforeExpiry` its revocation time.
+    pub end_millis: i64,
+    pub revocation: Revocation,
     /// True for the previous token of an open rotation window.
     pub is_previous: bool,
 }
 
-/// The account an API request acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+impl TokenState {
+    /// Returns the state of a token that expires at `expire_time` (if ever), revoked at
+    /// `revoke_time` (if at all).
+    pub fn new(
+        expire_time: Option<DateTime<Utc>>,
+        revoke_time: Option<DateTime<Utc>>,
+        is_previous: bool,
+    ) -> Self {
+        let expire_millis = expire_time.map_or(i64::MAX, |it| it.timestamp_millis());
+        let (end_millis, revocation) = match revoke_time.map(|it| it.timestamp_millis()) {
+            None => (expire_millis, Revocation::None),
+            Some(revoked) if expire_millis <= revoked => (expire_millis, Revocation::AfterExpiry),
+            Some(revoked) => (revoked, Revocation::BeforeExpiry),
+        };
+        Self {
+            end_millis,
+            revocation,
+            is_previous,
+        }
+    }
+
+    /// Returns the expiry time of a token not revoked, if it has one.
+    pub fn expire_time(&self) -> Option<DateTime<Utc>> {
+        (self.revocation == Revocation::None && self.end_millis != i64::MAX)
+            .then(|| DateTime::from_timestamp_millis(self.end_millis))
+            .flatten()
+    }
+
+    /// Returns true if the token works at `now_millis`.
+    pub fn is_live(&self, now_millis: i64) -> bool {
+        self.revocation == Revocation::None && now_millis < self.end_millis
+    }
+}
+
+/// The account an API request acts on, borrowed from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
     /// The agency; with a location, the agency that location belongs to.
-    pub agency_id: Option<AccountId>,
-    pub location_id: Option<AccountId>,
+    pub agency_id: Option<&'a str>,
+    pub location_id: Option<&'a str>,
 }
 
 /// Why a token may not make a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DenyReason {
     MalformedToken,
     UnknownToken,
     ExpiredToken,
     RevokedToken,
-    /// The required scopes the grant lacks, in order.
-    MissingScopes(ScopeSet),
+    /// The required scopes the grant lacks.
+    MissingScopes(ScopeBits),
     WrongAccount,
 }
 
 /// The answer to Authorize.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    Allow {
-        token_id: TokenId,
-        grant: Arc<Grant>,
-        expire_time: Option<DateTime<Utc>>,
-        is_previous: bool,
-    },
+    Allow { is_previous: bool },
     Deny(DenyReason),
 }
 
-/// Decides whether `token` (as found in the index, if at all) may act on `target` with `required`.
+/// Decides whether `token` of `grant` (as found in the index, if at all) may act on `target`
+/// with `required` at `now_millis`.
 ///
 /// Checks run in the order a caller maps to HTTP: token validity (401) before account and scopes (403).
 pub fn authorize(
-    token: Option<&TokenGrant>,
-    required: &RequiredScopes<'_>,
-    target: &Target,
-    now: DateTime<Utc>,
+    token: Option<(&TokenState, &Grant)>,
+    required: ScopeBits,
+    target: &Target<'_>,
+    now_millis: i64,
 ) -> Decision {
-    let Some(token) = token else {
+    let Some((token, grant)) = token else {
         return Decision::Deny(DenyReason::UnknownToken);
     };
-    // Whichever ended the token first names the reason.
-    match (token.revoke_time, token.expire_time) {
-        (Some(revoked), Some(expired)) if expired <= now && expired <= revoked => {
-            return Decision::Deny(DenyReason::ExpiredToken);
+    let expired = token.end_millis <= now_millis;
+    // Whichever ended the token first names the reason; a revocation applies at once, even
+    // one stamped a little ahead of this replica's clock.
+    match token.revocation {
+        Revocation::AfterExpiry if expired => return Decision::Deny(DenyReason::ExpiredToken),
+        Revocation::AfterExpiry | Revocation::BeforeExpiry => {
+            return Decision::Deny(DenyReason::RevokedToken);
         }
-        (Some(_), _) => return Decision::Deny(DenyReason::RevokedToken),
-        (None, Some(expired)) if expired <= now => return Decision::Deny(DenyReason::ExpiredToken),
-        (None, _) => {}
+        Revocation::None if expired => return Decision::Deny(DenyReason::ExpiredToken),
+        Revocation::None => {}
     }
-    let grant = &token.grant;
-    if !may_act_on(&grant.owner, target) {
+    if !may_act_on(grant, target) {
         return Decision::Deny(DenyReason::WrongAccount);
     }
-    if !grant.scopes.permits(required.names()) {
-        return Decision::Deny(DenyReason::MissingScopes(
-            required.missing_from(&grant.scopes),
-        ));
+    let missing = grant.scopes.missing(required);
+    if !missing.is_empty() {
+        return Decision::Deny(DenyReason::MissingScopes(missing));
     }
     Decision::Allow {
-        token_id: token.token_id.clone(),
-        grant: Arc::clone(grant),
-        expire_time: token.expire_time,
         is_previous: token.is_previous,
     }
 }
 
-/// Returns true if an integration of `owner` may act on `target`.
+/// Returns true if an integration of `grant` may act on `target`.
 ///
 /// An agency-level integration acts on its agency and on any location whose agency the request
 /// names as its own; a location-level integration acts only on its location.
-fn may_act_on(owner: &Owner, target: &Target) -> bool {
-    let agency_matches = target
-        .agency_id
-        .as_ref()
-        .is_none_or(|agency_id| *agency_id == owner.agency_id);
-    match &owner.location_id {
-        None => target.agency_id.as_ref() == Some(&owner.agency_id),
-        Some(location_id) => agency_matches && target.location_id.as_ref() == Some(location_id),
+fn may_act_on(grant: &Grant, target: &Target<'_>) -> bool {
+    let agency = grant.agency_id.as_str();
+    let agency_matches = target.agency_id.is_none_or(|it| it == agency);
+    match &grant.location_id {
+        None => target.agency_id == Some(agency),
+        Some(location) => agency_matches && target.location_id == Some(location.as_str()),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::Duration;
-
     use super::*;
-    use crate::domain::scope::Scope;
+    use crate::domain::scope::Catalog;
 
-    fn account(id: &str) -> AccountId {
-        AccountId::parse("test", id).expect("valid account id")
+    fn catalog() -> Catalog {
+        Catalog::from_toml(include_str!("../../scopes.toml")).expect("the shipped catalog")
     }
 
-    fn scopes(names: &[&str]) -> ScopeSet {
-        ScopeSet::new(
-            names
-                .iter()
-                .map(|name| Scope::parse(name).expect("valid scope")),
-        )
+    fn bits(names: &[&str]) -> ScopeBits {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        catalog().required("scopes", &names).expect("known scopes")
     }
 
     fn now() -> DateTime<Utc> {
@@ -139,40 +174,38 @@ mod tests {
         location: Option<&str>,
         expire_in: Option<i64>,
         revoked_ago: Option<i64>,
-    ) -> TokenGrant {
-        TokenGrant {
-            token_id: TokenId::from_uuid(uuid::Uuid::from_u128(1)),
-            grant: Arc::new(Grant {
-                integration_id: IntegrationId::from_uuid(uuid::Uuid::from_u128(1)),
-                owner: Owner {
-                    agency_id: account("agency1"),
-                    location_id: location.map(account),
-                },
-                scopes: scopes(&["contacts.readonly", "contacts.write"]),
-            }),
-            expire_time: expire_in.map(|seconds| now() + Duration::seconds(seconds)),
-            revoke_time: revoked_ago.map(|seconds| now() - Duration::seconds(seconds)),
-            is_previous: false,
-        }
+    ) -> (TokenState, Grant) {
+        let account = |id| AccountId::parse("test", id).expect("valid account id");
+        let state = TokenState::new(
+            expire_in.map(|seconds| now() + chrono::Duration::seconds(seconds)),
+            revoked_ago.map(|seconds| now() - chrono::Duration::seconds(seconds)),
+            false,
+        );
+        let grant = Grant {
+            integration_id: Uuid::from_u128(1),
+            agency_id: account("agency1"),
+            location_id: location.map(account),
+            scopes: bits(&["contacts.readonly", "contacts.write"]),
+        };
+        (state, grant)
     }
 
-    fn target(agency: Option<&str>, location: Option<&str>) -> Target {
+    fn target<'a>(agency: Option<&'a str>, location: Option<&'a str>) -> Target<'a> {
         Target {
-            agency_id: agency.map(account),
-            location_id: location.map(account),
+            agency_id: agency,
+            location_id: location,
         }
     }
 
     #[track_caller]
     fn check(
-        token: Option<&TokenGrant>,
+        token: Option<&(TokenState, Grant)>,
         required: &[&str],
-        target: Target,
+        target: Target<'_>,
         expect: Result<(), DenyReason>,
     ) {
-        let names: Vec<String> = required.iter().map(|name| (*name).to_owned()).collect();
-        let required = RequiredScopes::parse("required_scopes", &names).expect("valid names");
-        let decision = authorize(token, &required, &target, now());
+        let token = token.map(|(state, grant)| (state, grant));
+        let decision = authorize(token, bits(required), &target, now().timestamp_millis());
         match (decision, expect) {
             (Decision::Allow { .. }, Ok(())) => {}
             (Decision::Deny(reason), Err(expected)) => assert_eq!(reason, expected),
@@ -184,110 +217,55 @@ mod tests {
     fn token_state() {
         let here = || target(Some("agency1"), Some("loc1"));
         check(None, &[], here(), Err(DenyReason::UnknownToken));
-        check(Some(&token(Some("loc1"), None, None)), &[], here(), Ok(()));
-        check(
-            Some(&token(Some("loc1"), Some(1), None)),
-            &[],
-            here(),
-            Ok(()),
-        );
-        check(
-            Some(&token(Some("loc1"), Some(0), None)),
-            &[],
-            here(),
-            Err(DenyReason::ExpiredToken),
-        );
-        check(
-            Some(&token(Some("loc1"), Some(-5), None)),
-            &[],
-            here(),
-            Err(DenyReason::ExpiredToken),
-        );
-        check(
-            Some(&token(Some("loc1"), None, Some(0))),
-            &[],
-            here(),
-            Err(DenyReason::RevokedToken),
-        );
-        check(
-            Some(&token(Some("loc1"), Some(100), Some(5))),
-            &[],
-            here(),
-            Err(DenyReason::RevokedToken),
-        );
-        // Expired by time first, revoked (e.g. deleted) later: it expired.
-        check(
-            Some(&token(Some("loc1"), Some(-10), Some(5))),
-            &[],
-            here(),
-            Err(DenyReason::ExpiredToken),
-        );
+        let cases = [
+            (None, None, Ok(())),
+            (Some(1), None, Ok(())),
+            (Some(0), None, Err(DenyReason::ExpiredToken)),
+            (Some(-5), None, Err(DenyReason::ExpiredToken)),
+            (None, Some(0), Err(DenyReason::RevokedToken)),
+            (Some(100), Some(5), Err(DenyReason::RevokedToken)),
+            // Expired by time first, revoked (e.g. deleted) later: it expired.
+            (Some(-10), Some(5), Err(DenyReason::ExpiredToken)),
+            // Revoked first, its expiry time passed since: it was revoked.
+            (Some(-5), Some(10), Err(DenyReason::RevokedToken)),
+            // Revoked on a replica whose clock runs ahead: revoked at once all the same.
+            (None, Some(-3), Err(DenyReason::RevokedToken)),
+            (Some(5), Some(-10), Err(DenyReason::RevokedToken)),
+        ];
+        for (expire_in, revoked_ago, expect) in cases {
+            check(
+                Some(&token(Some("loc1"), expire_in, revoked_ago)),
+                &[],
+                here(),
+                expect,
+            );
+        }
     }
 
     #[test]
     fn accounts() {
         let location_token = token(Some("loc1"), None, None);
-        check(
-            Some(&location_token),
-            &[],
-            target(None, Some("loc1")),
-            Ok(()),
-        );
-        check(
-            Some(&location_token),
-            &[],
-            target(Some("agency1"), Some("loc1")),
-            Ok(()),
-        );
-        check(
-            Some(&location_token),
-            &[],
-            target(Some("agency2"), Some("loc1")),
-            Err(DenyReason::WrongAccount),
-        );
-        check(
-            Some(&location_token),
-            &[],
-            target(None, Some("loc2")),
-            Err(DenyReason::WrongAccount),
-        );
-        check(
-            Some(&location_token),
-            &[],
-            target(Some("agency1"), None),
-            Err(DenyReason::WrongAccount),
-        );
         let agency_token = token(None, None, None);
-        check(
-            Some(&agency_token),
-            &[],
-            target(Some("agency1"), None),
-            Ok(()),
-        );
-        check(
-            Some(&agency_token),
-            &[],
-            target(Some("agency1"), Some("any-location")),
-            Ok(()),
-        );
-        check(
-            Some(&agency_token),
-            &[],
-            target(Some("agency2"), None),
-            Err(DenyReason::WrongAccount),
-        );
-        check(
-            Some(&agency_token),
-            &[],
-            target(Some("agency2"), Some("loc1")),
-            Err(DenyReason::WrongAccount),
-        );
-        check(
-            Some(&agency_token),
-            &[],
-            target(None, Some("loc1")),
-            Err(DenyReason::WrongAccount),
-        );
+        let cases = [
+            (&location_token, None, Some("loc1"), true),
+            (&location_token, Some("agency1"), Some("loc1"), true),
+            (&location_token, Some("agency2"), Some("loc1"), false),
+            (&location_token, None, Some("loc2"), false),
+            (&location_token, Some("agency1"), None, false),
+            (&agency_token, Some("agency1"), None, true),
+            (&agency_token, Some("agency1"), Some("any-location"), true),
+            (&agency_token, Some("agency2"), None, false),
+            (&agency_token, Some("agency2"), Some("loc1"), false),
+            (&agency_token, None, Some("loc1"), false),
+        ];
+        for (token, agency, location, allowed) in cases {
+            let expect = if allowed {
+                Ok(())
+            } else {
+                Err(DenyReason::WrongAccount)
+            };
+            check(Some(token), &[], target(agency, location), expect);
+        }
     }
 
     #[test]
@@ -315,7 +293,7 @@ mod tests {
                 "users.readonly",
             ],
             here(),
-            Err(DenyReason::MissingScopes(scopes(&[
+            Err(DenyReason::MissingScopes(bits(&[
                 "users.readonly",
                 "calendars.write",
             ]))),

@@ -53,6 +53,11 @@ macro_rules! uuid_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// Returns the id as a UUID, 16 bytes.
+            pub fn uuid(&self) -> uuid::Uuid {
+                uuid::Uuid::try_parse(&self.0).expect("invariant: a hyphenated UUID")
+            }
         }
 
         impl fmt::Display for $name {

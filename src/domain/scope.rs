@@ -6,7 +6,7 @@
 //! Size: the catalog and the set arithmetic, each with its table-driven and property tests.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::Deserialize;
@@ -144,40 +144,41 @@ impl ScopeSet {
     }
 }
 
-/// The scope names an Authorize request requires, borrowed from the request, not copied.
-#[derive(Debug, Clone, Copy)]
-pub struct RequiredScopes<'a>(
-    // Invariant: at most `MAX_SCOPES` names, each a valid scope name.
-    &'a [String],
-);
+/// The most scopes a catalog may list: a grant is a set of bits, one per catalog scope.
+pub const MAX_CATALOG_SCOPES: usize = 128;
 
-impl<'a> RequiredScopes<'a> {
-    /// Checks the names' number and syntax; says nothing of whether the catalog knows them.
-    ///
-    /// # Errors
-    /// Returns `InvalidArgument` on `field` if there are too many or one is not a scope name.
-    pub fn parse(field: &'static str, names: &'a [String]) -> Result<Self, Error> {
-        if names.len() > MAX_SCOPES {
-            return Err(
-                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
-            );
-        }
-        match names.iter().find(|name| !is_valid_name(name)) {
-            Some(name) => {
-                Err(Violation::new(field, format!("invalid scope {:?}", truncated(name))).into())
-            }
-            None => Ok(Self(names)),
-        }
+/// A set of catalog scopes as bits, one per scope in the catalog's order: what the token index
+/// keeps and the decision compares, without a string in sight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ScopeBits(u128);
+
+impl ScopeBits {
+    /// Returns the scopes of `required` this set lacks.
+    pub fn missing(self, required: Self) -> Self {
+        Self(required.0 & !self.0)
     }
 
-    /// Returns the names, as the request gave them.
-    pub fn names(&self) -> &'a [String] {
-        self.0
+    /// Returns true if the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
-    /// Returns the required scopes that `granted` lacks, sorted and without duplicates.
-    pub fn missing_from(&self, granted: &ScopeSet) -> ScopeSet {
-        ScopeSet::new(granted.missing(self.0).map(|name| Scope(name.to_owned())))
+    /// Returns the set as two words (low, high), for atomics.
+    pub fn words(self) -> [u64; 2] {
+        [self.0 as u64, (self.0 >> 64) as u64]
+    }
+
+    /// Returns the set of two words (low, high).
+    pub fn from_words([low, high]: [u64; 2]) -> Self {
+        Self(u128::from(low) | (u128::from(high) << 64))
+    }
+
+    fn with(self, position: usize) -> Self {
+        Self(self.0 | (1 << position))
+    }
+
+    fn positions(self) -> impl Iterator<Item = usize> {
+        (0..MAX_CATALOG_SCOPES).filter(move |position| self.0 & (1 << position) != 0)
     }
 }
 
@@ -203,8 +204,13 @@ struct CatalogFile {
 /// The scope catalog: every scope that may be granted, and at which levels.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    // Invariant: every key is a valid `Scope` and every entry has at least one level.
+    // Invariant: every key is a valid `Scope` and every entry has at least one level; at most
+    // `MAX_CATALOG_SCOPES` entries.
     entries: BTreeMap<Scope, ScopeEntry>,
+    /// The scopes in order: a scope's position is its bit in `ScopeBits`.
+    scopes: Vec<Scope>,
+    /// Each scope's position, found without walking the tree.
+    positions: HashMap<Scope, usize>,
 }
 
 impl Catalog {
@@ -229,7 +235,39 @@ impl Catalog {
         if entries.is_empty() {
             return Err("the scope catalog is empty".to_owned());
         }
-        Ok(Self { entries })
+        if entries.len() > MAX_CATALOG_SCOPES {
+            return Err(format!(
+                "the scope catalog lists {} scopes; at most {MAX_CATALOG_SCOPES} are supported",
+                entries.len()
+            ));
+        }
+        let scopes: Vec<Scope> = entries.keys().cloned().collect();
+        let positions = scopes
+            .iter()
+            .enumerate()
+            .map(|(position, scope)| (scope.clone(), position))
+            .collect();
+        Ok(Self {
+            entries,
+            scopes,
+            positions,
+        })
+    }
+
+    /// Returns the bits of the catalog scopes in `scopes`; a scope the catalog no longer lists
+    /// has no bit (it cannot be required either).
+    pub fn bits(&self, scopes: &ScopeSet) -> ScopeBits {
+        scopes
+            .as_slice()
+            .iter()
+            .filter_map(|scope| self.positions.get(scope.as_str()))
+            .fold(ScopeBits::default(), |bits, position| bits.with(*position))
+    }
+
+    /// Returns the scopes of `bits`, in catalog order.
+    pub fn scopes(&self, bits: ScopeBits) -> impl Iterator<Item = &Scope> {
+        bits.positions()
+            .filter_map(|position| self.scopes.get(position))
     }
 
     /// Returns the entries allowed at `level` (all of them for `None`), ordered by name.
@@ -244,22 +282,28 @@ impl Catalog {
         self.entries.contains_key(name)
     }
 
-    /// Checks the scopes an Authorize request requires: each must be in the catalog, at any level.
+    /// Returns the scopes an Authorize request requires: each must be in the catalog, at any
+    /// level. Nothing is copied.
     ///
     /// # Errors
     /// Returns `InvalidArgument` on `field` if there are too many or one is unknown.
-    pub fn required<'a>(
-        &self,
-        field: &'static str,
-        names: &'a [String],
-    ) -> Result<RequiredScopes<'a>, Error> {
-        let required = RequiredScopes::parse(field, names)?;
-        match names.iter().find(|name| !self.knows(name)) {
-            Some(name) => {
-                Err(Violation::new(field, format!("unknown scope {:?}", truncated(name))).into())
-            }
-            None => Ok(required),
+    pub fn required(&self, field: &'static str, names: &[String]) -> Result<ScopeBits, Error> {
+        if names.len() > MAX_SCOPES {
+            return Err(
+                Violation::new(field, format!("at most {MAX_SCOPES} scopes are allowed")).into(),
+            );
         }
+        let mut bits = ScopeBits::default();
+        for name in names {
+            match self.positions.get(name.as_str()) {
+                Some(position) => bits = bits.with(*position),
+                None => {
+                    let message = format!("unknown scope {:?}", truncated(name));
+                    return Err(Violation::new(field, message).into());
+                }
+            }
+        }
+        Ok(bits)
     }
 
     /// Checks the scopes an integration at `level` is to be granted.
@@ -378,6 +422,20 @@ mod tests {
         );
     }
 
+    fn shipped() -> Catalog {
+        Catalog::from_toml(include_str!("../../scopes.toml")).expect("valid catalog")
+    }
+
+    /// Up to eight names from the shipped catalog.
+    fn catalog_names() -> impl Strategy<Value = Vec<String>> {
+        let names: Vec<String> = shipped()
+            .scopes
+            .iter()
+            .map(|it| it.as_str().to_owned())
+            .collect();
+        prop::collection::vec(prop::sample::select(names), 0..8)
+    }
+
     fn scope_names() -> impl Strategy<Value = Vec<String>> {
         prop::collection::vec("[a-e]{1,2}\\.(readonly|write)", 0..8)
     }
@@ -396,10 +454,20 @@ mod tests {
         fn permits_iff_nothing_missing(granted in scope_names(), required in scope_names()) {
             let granted = ScopeSet::new(granted.iter().filter_map(|name| Scope::parse(name)));
             prop_assert_eq!(granted.permits(&required), granted.missing(&required).next().is_none());
-            let required = RequiredScopes::parse("required_scopes", &required).expect("valid names");
-            let missing = required.missing_from(&granted);
-            prop_assert!(missing.as_slice().iter().all(|scope| !granted.contains(scope.as_str())));
-            prop_assert!(required.names().iter().all(|name| granted.contains(name) || missing.contains(name)));
+        }
+
+        #[test]
+        fn bits_agree_with_sets(granted in catalog_names(), required in catalog_names()) {
+            let catalog = shipped();
+            let set = |names: &[String]| ScopeSet::new(names.iter().filter_map(|name| Scope::parse(name)));
+            let (granted_set, required_set) = (set(&granted), set(&required));
+            let (granted_bits, required_bits) = (catalog.bits(&granted_set), catalog.required("f", &required).expect("known"));
+            prop_assert_eq!(required_bits, catalog.bits(&required_set));
+            let missing = granted_bits.missing(required_bits);
+            prop_assert_eq!(missing.is_empty(), granted_set.permits(&required));
+            let missing_names: Vec<&str> = catalog.scopes(missing).map(Scope::as_str).collect();
+            let expected: Vec<&str> = required_set.as_slice().iter().map(Scope::as_str).filter(|name| !granted_set.contains(name)).collect();
+            prop_assert_eq!(missing_names, expected);
         }
 
         #[test]

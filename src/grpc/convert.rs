@@ -417,15 +417,52 @@ pub fn events(page: Page<Event, i64>) -> pb::ListEventsResponse {
 }
 
 /// Encodes an Authorize answer.
-pub fn answer(answer: Answer) -> pb::AuthorizeResponse {
+pub fn answer(answer: Answer<'_>) -> pb::AuthorizeResponse {
     let index_staleness = answer
         .index_staleness
         .to_std()
         .ok()
         .and_then(|it| prost_types::Duration::try_from(it).ok());
-    pb::AuthorizeResponse {
-        index_staleness,
-        ..decision(answer.decision)
+    let names = |bits| scope_names(answer.catalog.scopes(bits));
+    match (answer.decision, answer.principal) {
+        (Decision::Allow { is_previous }, Some(principal)) => {
+            let grant = principal.grant.grant();
+            pb::AuthorizeResponse {
+                decision: pb::Decision::Allow.into(),
+                principal: Some(pb::Principal {
+                    integration_id: grant.integration_id.hyphenated().to_string(),
+                    agency_id: grant.agency_id.as_str().to_owned(),
+                    location_id: grant
+                        .location_id
+                        .as_ref()
+                        .map(|it| it.as_str().to_owned())
+                        .unwrap_or_default(),
+                    scopes: names(grant.scopes),
+                    token_id: principal.token_id.hyphenated().to_string(),
+                }),
+                expire_time: principal.expire_time.map(timestamp),
+                previous_token: is_previous,
+                index_staleness,
+                ..Default::default()
+            }
+        }
+        (Decision::Deny(reason), _) => pb::AuthorizeResponse {
+            decision: pb::Decision::Deny.into(),
+            reason: deny_reason(&reason).into(),
+            missing_scopes: match reason {
+                DenyReason::MissingScopes(missing) => names(missing),
+                _ => Vec::new(),
+            },
+            index_staleness,
+            ..Default::default()
+        },
+        // The index answers an allow with its principal; without one, the call is denied.
+        (Decision::Allow { .. }, None) => pb::AuthorizeResponse {
+            decision: pb::Decision::Deny.into(),
+            reason: pb::DenyReason::UnknownToken.into(),
+            index_staleness,
+            ..Default::default()
+        },
     }
 }
 
@@ -438,42 +475,5 @@ pub fn deny_reason(reason: &DenyReason) -> pb::DenyReason {
         DenyReason::RevokedToken => pb::DenyReason::RevokedToken,
         DenyReason::WrongAccount => pb::DenyReason::WrongAccount,
         DenyReason::MissingScopes(_) => pb::DenyReason::MissingScopes,
-    }
-}
-
-fn decision(decision: Decision) -> pb::AuthorizeResponse {
-    match decision {
-        Decision::Allow {
-            token_id,
-            grant,
-            expire_time,
-            is_previous,
-        } => pb::AuthorizeResponse {
-            decision: pb::Decision::Allow.into(),
-            principal: Some(pb::Principal {
-                integration_id: grant.integration_id.as_str().to_owned(),
-                agency_id: grant.owner.agency_id.as_str().to_owned(),
-                location_id: grant
-                    .owner
-                    .location_id
-                    .as_ref()
-                    .map(|it| it.as_str().to_owned())
-                    .unwrap_or_default(),
-                scopes: scope_names(grant.scopes.as_slice()),
-                token_id: token_id.as_str().to_owned(),
-            }),
-            expire_time: expire_time.map(timestamp),
-            previous_token: is_previous,
-            ..Default::default()
-        },
-        Decision::Deny(reason) => pb::AuthorizeResponse {
-            decision: pb::Decision::Deny.into(),
-            reason: deny_reason(&reason).into(),
-            missing_scopes: match reason {
-                DenyReason::MissingScopes(missing) => scope_names(missing.as_slice()),
-                _ => Vec::new(),
-            },
-            ..Default::default()
-        },
     }
 }

@@ -39,8 +39,9 @@ pub async fn reload(
     started: DateTime<Utc>,
 ) -> Result<(), Error> {
     for loaded in store.load_all().await? {
-        index.apply(&loaded.integration, &loaded.retired);
+        index.apply(&loaded.integration, &loaded.retired, started);
     }
+    index.drop_ended(started);
     index.mark_synced(started);
     Ok(())
 }
@@ -148,7 +149,8 @@ impl Follower {
                 .collect();
             for id in changed {
                 if let Some(loaded) = self.store.load_integration(&id).await? {
-                    self.index.apply(&loaded.integration, &loaded.retired);
+                    self.index
+                        .apply(&loaded.integration, &loaded.retired, self.clock.now());
                 }
             }
             self.feed.publish(&events);

@@ -1,179 +1,209 @@
-//! The in-memory token index: every token's digest with its integration's grant.
+//! The in-memory token index: every token's digest with its state and its integration's grant.
 //!
-//! Authorize reads it without locks held across awaits and without touching the database.
-//! Writers (the start-up load, this replica's own changes, the change-feed `follower`) apply
-//! whole integrations; an integration's version guards its slots against an older state, and
-//! retired tokens, being final, always apply. Each entry also keeps when its token was last
-//! used, which the `recorder` writes out in batches.
+//! Authorize reads it under a shard's read lock, never across an await, and never touches the
+//! database. Writers (the start-up load, this replica's own changes, the change-feed
+//! `follower`) apply whole integrations, one at a time; each token's slot remembers the version
+//! of the state that last wrote it, so an older state never overwrites a newer one, while
+//! retired tokens, being final, always apply. Each slot also counts its token's use, which the
+//! `recorder` writes out in batches, taking only what changed (the dirty lists).
+//!
+//! A live token costs one table slot (`table`) plus its share of its integration's grant: ids are
+//! 16-byte UUIDs, times are milliseconds, scopes are bits over the catalog, and agency ids are
+//! interned. Tokens that ended longer than the retention ago are dropped.
 //! The index itself does not read the database and decides nothing: see `domain::decision`.
 
 pub mod feed;
 pub mod follower;
 pub mod recorder;
-pub mod usage;
+mod table;
+mod usage;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+pub use crate::index::usage::{UnrecordedScopes, UnrecordedUse};
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
-use dashmap::DashMap;
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
 
-use crate::domain::decision::{Decision, Grant, Target, TokenGrant, authorize};
-use crate::domain::integration::{Integration, IntegrationId, TokenRecord};
-use crate::domain::scope::{RequiredScopes, Scope};
+use crate::domain::account::AccountId;
+use crate::domain::decision::{
+    Decision, DenyReason, Grant, Revocation, Target, TokenState, authorize,
+};
+use crate::domain::integration::{Integration, TokenRecord};
+use crate::domain::scope::{Catalog, ScopeBits};
 use crate::domain::token::TokenHash;
-use crate::index::usage::{ScopeUses, UnrecordedScopeUse, UnrecordedUse, Usage};
+use crate::index::table::{Keyed, Table};
 
-/// A token's grant and when it was last used.
-struct Entry {
-    grant: TokenGrant,
-    /// Kept across re-applies of the token, so no use is forgotten.
-    usage: Arc<Usage>,
-    /// Shared by the integration's live tokens.
-    scopes: Arc<ScopeUses>,
+/// An integration's grant as the index holds it: shared by the integration's tokens.
+#[derive(Debug)]
+pub struct IndexedGrant {
+    grant: Grant,
+    /// The integration's version this grant is of.
+    version: i64,
+    /// The scopes allowed calls required since the recorder last took them.
+    required: [AtomicU64; 2],
+    /// True while the grant waits in the recorder's list.
+    dirty: AtomicBool,
 }
 
-/// Every known token by digest, live or not, so a revoked token is told apart from an unknown one.
-#[derive(Default)]
+impl IndexedGrant {
+    /// Returns the grant.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+}
+
+/// One token: its digest, its state, its grant, and its use since the last write.
+struct TokenSlot {
+    hash: TokenHash,
+    token_id: Uuid,
+    grant: Arc<IndexedGrant>,
+    /// See `TokenState`; kept flat so the slot packs tightly.
+    end_millis: i64,
+    revocation: Revocation,
+    is_previous: bool,
+    /// Unix milliseconds of the last allowed call; 0 for never (on this replica).
+    last_used: AtomicI64,
+    /// Calls since the recorder last took them: allowed in the low half, denied in the high.
+    calls: AtomicU64,
+    /// True while the slot waits in the recorder's list.
+    dirty: AtomicBool,
+}
+
+/// What one denied call adds to `calls`.
+const DENIED: u64 = 1 << 32;
+
+impl Keyed for TokenSlot {
+    fn key(&self) -> &TokenHash {
+        &self.hash
+    }
+}
+
+impl TokenSlot {
+    fn state(&self) -> TokenState {
+        TokenState {
+            end_millis: self.end_millis,
+            revocation: self.revocation,
+            is_previous: self.is_previous,
+        }
+    }
+
+    fn set_state(&mut self, state: TokenState) {
+        self.end_millis = state.end_millis;
+        self.revocation = state.revocation;
+        self.is_previous = state.is_previous;
+    }
+}
+
+/// Who an allowed call acts as.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: Uuid,
+    pub grant: Arc<IndexedGrant>,
+    /// When the token expires, if ever.
+    pub expire_time: Option<DateTime<Utc>>,
+}
+
+/// What the index answers: the decision and, for an allowed call, who it acts as.
+#[derive(Debug)]
+pub struct Lookup {
+    pub decision: Decision,
+    pub principal: Option<Principal>,
+}
+
+/// Every known token by digest, live or ended (until the retention drops it), so a revoked
+/// token is told apart from an unknown one.
 pub struct TokenIndex {
-    tokens: DashMap<TokenHash, Entry>,
-    /// The version of each integration as last applied. Writers hold this lock while applying,
-    /// so two writers never interleave; readers never take it.
-    versions: Mutex<HashMap<IntegrationId, i64>>,
+    tokens: Table<TokenSlot>,
+    catalog: Arc<Catalog>,
+    /// Writers hold this while applying, so two writers never interleave; readers never take it.
+    writer: Mutex<Interned>,
     /// Every change committed before this time (Unix milliseconds) is applied; 0 until loaded.
     synced_at_millis: AtomicI64,
-    /// The scope uses of each integration, as its live tokens share them.
-    scope_uses: Mutex<HashMap<IntegrationId, Arc<ScopeUses>>>,
+    /// Tokens used since the recorder last took their use.
+    dirty_tokens: Mutex<Vec<TokenHash>>,
+    /// Grants whose required scopes the recorder has not taken yet.
+    dirty_grants: Mutex<Vec<Arc<IndexedGrant>>>,
+    /// How long an ended token stays known (answering EXPIRED or REVOKED) before it is dropped.
+    retention: Duration,
+}
+
+/// Values shared by many grants, kept once.
+#[derive(Default)]
+struct Interned {
+    agencies: HashSet<AccountId>,
 }
 
 impl TokenIndex {
-    /// Returns an empty index.
-    pub fn new() -> Self {
-        Self::default()
+    /// Returns an empty index over `catalog`, keeping ended tokens for `retention`.
+    pub fn new(catalog: Arc<Catalog>, retention: Duration) -> Self {
+        Self {
+            tokens: Table::default(),
+            catalog,
+            writer: Mutex::default(),
+            synced_at_millis: AtomicI64::new(0),
+            dirty_tokens: Mutex::default(),
+            dirty_grants: Mutex::default(),
+            retention,
+        }
     }
 
-    /// Decides whether the token with digest `token_hash` may act on `target` with `required`.
+    /// Returns the catalog the index's scope bits refer to.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Decides whether the token with digest `token_hash` may act on `target` with `required`
+    /// at `now_millis`, and counts the call.
     pub fn authorize(
         &self,
         token_hash: &TokenHash,
-        required: &RequiredScopes<'_>,
-        target: &Target,
-        now: DateTime<Utc>,
-    ) -> Decision {
-        let entry = self.tokens.get(token_hash);
-        let decision = authorize(entry.as_ref().map(|it| &it.grant), required, target, now);
-        if let Some(entry) = &entry {
-            if let Decision::Allow { .. } = &decision {
-                let now = now.timestamp_millis();
-                entry.usage.allowed.fetch_add(1, Ordering::Relaxed);
-                entry.usage.last_used.fetch_max(now, Ordering::Relaxed);
-                for name in required.names() {
-                    if let Some(position) = entry.scopes.position(name) {
-                        entry.scopes.last[position].fetch_max(now, Ordering::Relaxed);
-                    }
+        required: ScopeBits,
+        target: &Target<'_>,
+        now_millis: i64,
+    ) -> Lookup {
+        self.tokens.read(token_hash, |slot| {
+            let Some(slot) = slot else {
+                return Lookup {
+                    decision: Decision::Deny(DenyReason::UnknownToken),
+                    principal: None,
+                };
+            };
+            let state = slot.state();
+            let decision = authorize(
+                Some((&state, &slot.grant.grant)),
+                required,
+                target,
+                now_millis,
+            );
+            let allowed = matches!(decision, Decision::Allow { .. });
+            if allowed {
+                // A plain load and store: the time only moves forward in practice, and a race
+                // between two calls of one millisecond loses nothing worth a read-modify-write.
+                if slot.last_used.load(Ordering::Relaxed) < now_millis {
+                    slot.last_used.store(now_millis, Ordering::Relaxed);
                 }
+                slot.calls.fetch_add(1, Ordering::Relaxed);
+                self.required_scopes(&slot.grant, required);
             } else {
-                entry.usage.denied.fetch_add(1, Ordering::Relaxed);
+                slot.calls.fetch_add(DENIED, Ordering::Relaxed);
             }
-        }
-        decision
-    }
-
-    /// Returns the scopes of an integration that an allowed call on this replica required at or
-    /// after `since`.
-    pub fn scopes_required_since(
-        &self,
-        integration_id: &IntegrationId,
-        since: DateTime<Utc>,
-    ) -> Vec<Scope> {
-        let scope_uses = self
-            .scope_uses
-            .lock()
-            .expect("no panics while holding the lock");
-        let Some(uses) = scope_uses.get(integration_id) else {
-            return Vec::new();
-        };
-        let since = since.timestamp_millis();
-        let used = uses
-            .names
-            .iter()
-            .zip(&uses.last)
-            .filter(|(_, last)| last.load(Ordering::Relaxed) >= since);
-        used.map(|(name, _)| name.clone()).collect()
-    }
-
-    /// Returns the scope uses not yet written to the database.
-    pub fn unrecorded_scope_uses(&self) -> Vec<UnrecordedScopeUse> {
-        let scope_uses = self
-            .scope_uses
-            .lock()
-            .expect("no panics while holding the lock");
-        let mut unrecorded = Vec::new();
-        for (integration_id, uses) in scope_uses.iter() {
-            for position in 0..uses.names.len() {
-                let last = uses.last[position].load(Ordering::Relaxed);
-                if last > uses.recorded[position].load(Ordering::Relaxed)
-                    && let Some(time) = DateTime::from_timestamp_millis(last)
-                {
-                    unrecorded.push(UnrecordedScopeUse {
-                        integration_id: integration_id.clone(),
-                        scope: uses.names[position].clone(),
-                        time,
-                        uses: Arc::clone(uses),
-                        position,
-                    });
-                }
+            // The count is raised before the flag is read: the recorder clears the flag before
+            // it takes the count, so no call is left out of both.
+            if !slot.dirty.load(Ordering::Relaxed) && !slot.dirty.swap(true, Ordering::AcqRel) {
+                lock(&self.dirty_tokens).push(slot.hash);
             }
-        }
-        unrecorded
-    }
-
-    /// Returns when the token with this digest last authorized a call, as this replica knows it.
-    pub fn last_used(&self, token_hash: &TokenHash) -> Option<DateTime<Utc>> {
-        let millis = self
-            .tokens
-            .get(token_hash)?
-            .usage
-            .last_used
-            .load(Ordering::Relaxed);
-        (millis > 0)
-            .then(|| DateTime::from_timestamp_millis(millis))
-            .flatten()
-    }
-
-    /// Returns the calls counted on this replica but not yet written, for the token with this digest.
-    pub fn unrecorded_calls(&self, token_hash: &TokenHash) -> (u64, u64) {
-        self.tokens.get(token_hash).map_or((0, 0), |entry| {
-            (
-                entry.usage.allowed.load(Ordering::Relaxed),
-                entry.usage.denied.load(Ordering::Relaxed),
-            )
+            Lookup {
+                decision,
+                principal: allowed.then(|| Principal {
+                    token_id: slot.token_id,
+                    grant: Arc::clone(&slot.grant),
+                    expire_time: state.expire_time(),
+                }),
+            }
         })
-    }
-
-    /// Takes the usage not yet written to the database: last uses newer than recorded, and the
-    /// call counts (which restart from zero). Scans the index.
-    pub fn unrecorded_uses(&self) -> Vec<UnrecordedUse> {
-        self.tokens
-            .iter()
-            .filter_map(|entry| {
-                let usage = &entry.usage;
-                let last_used = usage.last_used.load(Ordering::Relaxed);
-                let time = (last_used > usage.recorded.load(Ordering::Relaxed))
-                    .then(|| DateTime::from_timestamp_millis(last_used))
-                    .flatten();
-                let allowed = usage.allowed.swap(0, Ordering::Relaxed);
-                let denied = usage.denied.swap(0, Ordering::Relaxed);
-                (time.is_some() || allowed > 0 || denied > 0).then(|| UnrecordedUse {
-                    token_id: entry.grant.token_id.clone(),
-                    time,
-                    allowed,
-                    denied,
-                    usage: Arc::clone(usage),
-                })
-            })
-            .collect()
     }
 
     /// Records that every change committed before `time` is applied (never moving backwards).
@@ -182,11 +212,11 @@ impl TokenIndex {
             .fetch_max(time.timestamp_millis(), Ordering::Relaxed);
     }
 
-    /// Returns how far behind the database the index may be at `now`: changes made on other
-    /// replicas within this time may not be applied yet.
-    pub fn staleness(&self, now: DateTime<Utc>) -> chrono::Duration {
+    /// Returns how far behind the database the index may be at `now_millis`: changes made on
+    /// other replicas within this time may not be applied yet.
+    pub fn staleness(&self, now_millis: i64) -> Duration {
         let synced = self.synced_at_millis.load(Ordering::Relaxed);
-        chrono::Duration::milliseconds((now.timestamp_millis() - synced).max(0))
+        Duration::milliseconds((now_millis - synced).max(0))
     }
 
     /// Returns how many tokens the index holds, live or not.
@@ -194,200 +224,151 @@ impl TokenIndex {
         self.tokens.len()
     }
 
-    /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
-    pub fn live_count(&self, now: DateTime<Utc>) -> usize {
-        self.tokens
-            .iter()
-            .filter(|it| {
-                it.grant.revoke_time.is_none()
-                    && it.grant.expire_time.is_none_or(|expire| now < expire)
-            })
-            .count()
-    }
-
     /// Returns true if the index holds no token.
     pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
+        self.len() == 0
     }
 
-    /// Applies the state of `integration` and of the tokens that left its slots.
-    /// The slots of a state older than the one already applied (a lower version) are ignored;
-    /// its retired tokens are not, since retirement is final.
-    pub fn apply(&self, integration: &Integration, retired: &[TokenRecord]) {
-        let mut versions = self
-            .versions
-            .lock()
-            .expect("index writers do not panic while holding the lock");
-        let grant = Arc::new(Grant {
-            integration_id: integration.id.clone(),
-            owner: integration.owner.clone(),
-            scopes: integration.scopes.clone(),
+    /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
+    pub fn live_count(&self, now: DateTime<Utc>) -> usize {
+        let now = now.timestamp_millis();
+        let mut live = 0;
+        self.tokens.for_each(|slot| {
+            if slot.state().is_live(now) {
+                live += 1;
+            }
         });
+        live
+    }
+
+    /// Makes room for `additional` more tokens, before a load.
+    pub fn reserve(&self, additional: usize) {
+        self.tokens.reserve(additional);
+    }
+
+    /// Drops the tokens that ended (expired or were revoked) before `now` minus the retention:
+    /// Authorize answers UNKNOWN_TOKEN for them from then on. Returns how many were dropped.
+    pub fn drop_ended(&self, now: DateTime<Utc>) -> usize {
+        let cutoff = (now - self.retention).timestamp_millis();
+        let _writer = lock(&self.writer);
+        self.tokens.retain(|slot| slot.end_millis >= cutoff)
+    }
+
+    /// Applies the state of `integration` and of the tokens that left its slots, at `now`.
+    /// A token already written by a newer state of the integration (a higher version) keeps
+    /// its slot; retired tokens always apply, since retirement is final. Tokens that ended
+    /// before the retention are not added.
+    pub fn apply(&self, integration: &Integration, retired: &[TokenRecord], now: DateTime<Utc>) {
+        let mut interned = lock(&self.writer);
+        let cutoff = (now - self.retention).timestamp_millis();
+        let version = integration.version;
+        let mut grant: Option<Arc<IndexedGrant>> = None;
+        let mut grant = |existing: Option<&Arc<IndexedGrant>>| -> Arc<IndexedGrant> {
+            // A state applied again (by the feed after this replica's own change, or by a
+            // resync) shares the grant its tokens already have.
+            if let Some(existing) = existing.filter(|it| it.version == version) {
+                return Arc::clone(existing);
+            }
+            let made = grant.get_or_insert_with(|| {
+                Arc::new(IndexedGrant {
+                    grant: Grant {
+                        integration_id: integration.id.uuid(),
+                        agency_id: intern(&mut interned.agencies, &integration.owner.agency_id),
+                        location_id: integration.owner.location_id.clone(),
+                        scopes: self.catalog.bits(&integration.scopes),
+                    },
+                    version,
+                    required: Default::default(),
+                    dirty: AtomicBool::new(false),
+                })
+            });
+            // What the older grant counted and the recorder has not taken yet stays visible to
+            // this replica's reads (the older grant still writes it, as it is in the list).
+            if let Some(existing) = existing {
+                self.carry_required(existing, made);
+            }
+            Arc::clone(made)
+        };
         // A token out of its slots never returns to them, so its end applies whatever the
         // version: a state applied late must still revoke what it revoked. One that had already
         // expired by time keeps saying so.
-        // Retired tokens never authorize again, so they need no scope uses.
-        let no_scope_uses = Arc::new(ScopeUses::default());
         for token in retired {
-            let revoke_time = Some(token.revoke_time.unwrap_or(integration.update_time));
-            self.insert(token, &grant, false, revoke_time, &no_scope_uses);
+            let revoke_time = token.revoke_time.unwrap_or(integration.update_time);
+            let state = TokenState::new(token.expire_time, Some(revoke_time), false);
+            self.upsert(token, state, version, cutoff, &mut grant, true);
         }
-        let applied = versions.entry(integration.id.clone()).or_insert(0);
-        if *applied > integration.version {
-            return;
-        }
-        *applied = integration.version;
-        let scope_uses = {
-            let mut all = self
-                .scope_uses
-                .lock()
-                .expect("no panics while holding the lock");
-            let current = all.get(&integration.id);
-            match current.filter(|it| it.names == integration.scopes.as_slice()) {
-                Some(same) => Arc::clone(same),
-                None => {
-                    let rebuilt = Arc::new(ScopeUses::new(
-                        &integration.scopes,
-                        current.map(Arc::as_ref),
-                    ));
-                    all.insert(integration.id.clone(), Arc::clone(&rebuilt));
-                    rebuilt
-                }
-            }
-        };
         let slotted = integration
             .current
             .iter()
             .map(|token| (token, false))
             .chain(integration.previous.iter().map(|token| (token, true)));
         for (token, is_previous) in slotted {
-            self.insert(token, &grant, is_previous, token.revoke_time, &scope_uses);
+            let state = TokenState::new(token.expire_time, token.revoke_time, is_previous);
+            self.upsert(token, state, version, cutoff, &mut grant, false);
         }
     }
 
-    fn insert(
+    fn upsert(
         &self,
         token: &TokenRecord,
-        grant: &Arc<Grant>,
-        is_previous: bool,
-        revoke_time: Option<DateTime<Utc>>,
-        scopes: &Arc<ScopeUses>,
+        state: TokenState,
+        version: i64,
+        cutoff: i64,
+        grant: &mut impl FnMut(Option<&Arc<IndexedGrant>>) -> Arc<IndexedGrant>,
+        retired: bool,
     ) {
-        let grant = TokenGrant {
-            token_id: token.id.clone(),
-            grant: Arc::clone(grant),
-            expire_time: token.expire_time,
-            revoke_time,
-            is_previous,
-        };
-        let usage = match self.tokens.get(&token.hash) {
-            Some(existing) => Arc::clone(&existing.usage),
-            None => Arc::default(),
-        };
-        let scopes = Arc::clone(scopes);
-        self.tokens.insert(
-            token.hash,
-            Entry {
-                grant,
-                usage,
-                scopes,
-            },
-        );
+        self.tokens.upsert(&token.hash, |slot| {
+            let Some(slot) = slot else {
+                // A token ended before the retention is not worth its slot.
+                let ended = state.revocation != Revocation::None || state.end_millis != i64::MAX;
+                if ended && state.end_millis < cutoff {
+                    return None;
+                }
+                return Some(TokenSlot {
+                    hash: token.hash,
+                    token_id: token.id.uuid(),
+                    grant: grant(None),
+                    end_millis: state.end_millis,
+                    revocation: state.revocation,
+                    is_previous: state.is_previous,
+                    last_used: AtomicI64::new(0),
+                    calls: AtomicU64::new(0),
+                    dirty: AtomicBool::new(false),
+                });
+            };
+            if retired {
+                // Retired once, retired for good; an earlier end stands.
+                if slot.revocation == Revocation::None || state.end_millis < slot.end_millis {
+                    slot.set_state(state);
+                }
+                if slot.grant.version < version {
+                    slot.grant = grant(Some(&slot.grant));
+                }
+            } else if slot.grant.version <= version && slot.revocation == Revocation::None {
+                // A revocation is final: no state puts a revoked token back to work.
+                slot.set_state(state);
+                slot.grant = grant(Some(&slot.grant));
+            }
+            None
+        });
     }
+}
+
+fn intern(agencies: &mut HashSet<AccountId>, id: &AccountId) -> AccountId {
+    match agencies.get(id) {
+        Some(known) => known.clone(),
+        None => {
+            agencies.insert(id.clone());
+            id.clone()
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .expect("no panics while holding the index's locks")
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::Duration;
-    use ring::rand::SystemRandom;
-
-    use super::*;
-    use crate::domain::account::{AccountId, Owner};
-    use crate::domain::decision::Target;
-    use crate::domain::integration::{Description, Draft, IntegrationName, OldTokens, TokenId};
-    use crate::domain::scope::{Catalog, RequiredScopes, Scope};
-    use crate::domain::token::PlainToken;
-
-    fn allows(index: &TokenIndex, token: &PlainToken, now: DateTime<Utc>) -> bool {
-        let target = Target {
-            agency_id: None,
-            location_id: Some(AccountId::parse("test", "loc1").expect("valid")),
-        };
-        let required = RequiredScopes::parse("test", &[]).expect("valid");
-        matches!(
-            index.authorize(&token.hash(), &required, &target, now),
-            Decision::Allow { .. }
-        )
-    }
-
-    // Regression: two rotations on one replica can finish in either order; the state applied
-    // last may be the older one, and what it revoked must stay revoked.
-    #[test]
-    fn a_late_older_state_still_revokes() {
-        let rng = SystemRandom::new();
-        let catalog = Catalog::from_toml(include_str!("../../scopes.toml")).expect("catalog");
-        let now = DateTime::from_timestamp(1_800_000_000, 0).expect("valid");
-        let owner = Owner {
-            agency_id: AccountId::parse("test", "agency1").expect("valid"),
-            location_id: Some(AccountId::parse("test", "loc1").expect("valid")),
-        };
-        let scopes = catalog
-            .grant(
-                "scopes",
-                &[Scope::parse("contacts.readonly").expect("valid")],
-                owner.level(),
-            )
-            .expect("scopes");
-        let tokens: Vec<PlainToken> = (0..3)
-            .map(|_| PlainToken::generate(&rng).expect("random"))
-            .collect();
-        let name = IntegrationName::parse("name", "x").expect("valid");
-        let id = |n: u128| uuid::Uuid::from_u128(n);
-        let (mut integration, _) = Integration::create(
-            IntegrationId::from_uuid(id(1)),
-            Draft {
-                owner,
-                name,
-                description: Description::default(),
-                scopes,
-            },
-            "user".into(),
-            TokenRecord::issue(TokenId::from_uuid(id(10)), &tokens[0], now),
-            now,
-        );
-        let index = TokenIndex::new();
-        index.apply(&integration, &[]);
-        let at = now + Duration::seconds(1);
-        let first = integration
-            .rotate(
-                TokenRecord::issue(TokenId::from_uuid(id(11)), &tokens[1], at),
-                OldTokens::ExpireNow,
-                at,
-            )
-            .expect("rotate");
-        let after_first = integration.clone();
-        let second = integration
-            .rotate(
-                TokenRecord::issue(TokenId::from_uuid(id(12)), &tokens[2], at),
-                OldTokens::ExpireNow,
-                at,
-            )
-            .expect("rotate");
-        // The newer state is applied first, the older one last.
-        index.apply(&integration, &second.retired);
-        index.apply(&after_first, &first.retired);
-        let later = at + Duration::seconds(1);
-        assert!(
-            !allows(&index, &tokens[0], later),
-            "revoked by the first rotation"
-        );
-        assert!(
-            !allows(&index, &tokens[1], later),
-            "revoked by the second rotation"
-        );
-        assert!(
-            allows(&index, &tokens[2], later),
-            "the newest token is current"
-        );
-    }
-}
+mod tests;

@@ -1,11 +1,11 @@
-//! Writes usage to the database in batches: when tokens were last used and when scopes were
-//! last required. Authorize only raises atomics in memory; this task records what changed every
-//! `interval` and at shutdown.
+//! Writes usage to the database in batches: when tokens were last used, their calls, and which
+//! scopes allowed calls required. Authorize only raises atomics in memory and lists what it
+//! touched first; this task records what changed every `interval` and at shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, Utc};
 
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -16,27 +16,32 @@ use crate::domain::usage::DailyUsage;
 use crate::index::TokenIndex;
 use crate::store::Store;
 
-/// Writes the uses not yet recorded; returns how many token and scope uses it wrote.
+/// Writes the use not yet recorded; returns how many token and integration uses it wrote.
+/// The work is proportional to the tokens used since the last round.
 ///
 /// # Errors
-/// Returns `Unavailable` or `Internal` if the database fails; the uses are kept for next time.
+/// Returns `Unavailable` or `Internal` if the database fails; the use is kept for next time.
 pub async fn record_uses(
     store: &Store,
     index: &TokenIndex,
-    today: NaiveDate,
+    now: DateTime<Utc>,
 ) -> Result<usize, Error> {
-    let uses = index.unrecorded_uses();
-    let scope_uses = index.unrecorded_scope_uses();
-    if uses.is_empty() && scope_uses.is_empty() {
+    let (uses, scopes) = index.take_unrecorded();
+    if uses.is_empty() && scopes.is_empty() {
         return Ok(0);
     }
     let last_uses: Vec<_> = uses
         .iter()
         .filter_map(|it| Some((it.token_id.clone(), it.time?)))
         .collect();
-    let scope_batch: Vec<_> = scope_uses
+    // Scopes count as required when they are written: at most one interval late.
+    let scope_batch: Vec<_> = scopes
         .iter()
-        .map(|it| (it.integration_id.clone(), it.scope.clone(), it.time))
+        .flat_map(|it| {
+            it.scopes
+                .iter()
+                .map(|scope| (it.integration_id.clone(), scope.clone(), now))
+        })
         .collect();
     // Counts go to the day they are written on: at most one interval off around midnight UTC.
     let calls: Vec<_> = uses
@@ -46,7 +51,7 @@ pub async fn record_uses(
             (
                 it.token_id.clone(),
                 DailyUsage {
-                    date: today,
+                    date: now.date_naive(),
                     allowed: it.allowed,
                     denied: it.denied,
                 },
@@ -54,18 +59,10 @@ pub async fn record_uses(
         })
         .collect();
     if let Err(err) = store.record_usage(&last_uses, &scope_batch, &calls).await {
-        for unrecorded in &uses {
-            unrecorded.restore();
-        }
+        index.restore(&uses, &scopes);
         return Err(err);
     }
-    for recorded in &uses {
-        recorded.recorded();
-    }
-    for recorded in &scope_uses {
-        recorded.recorded();
-    }
-    Ok(uses.len() + scope_uses.len())
+    Ok(uses.len() + scopes.len())
 }
 
 /// Records uses every `interval` until `stop` is cancelled, then once more.
@@ -81,7 +78,7 @@ pub async fn run(
             () = tokio::time::sleep(interval) => false,
             () = stop.cancelled() => true,
         };
-        if let Err(err) = record_uses(&store, &index, clock.now().date_naive()).await {
+        if let Err(err) = record_uses(&store, &index, clock.now()).await {
             warn!(error = ?err, "cannot record token uses; keeping them for the next round");
         }
         if stopping {

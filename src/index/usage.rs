@@ -1,112 +1,162 @@
-//! Usage counters kept beside the index's entries: atomics that Authorize raises, and the
-//! handles the recorder uses to mark what it wrote (or put counts back when a write failed).
+//! What Authorize counts in the index's slots, and how the recorder takes it: only the tokens
+//! and grants touched since the last round (the dirty lists), never a scan of the index.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 
 use crate::domain::integration::{IntegrationId, TokenId};
-use crate::domain::scope::{Scope, ScopeSet};
+use crate::domain::scope::{Scope, ScopeBits};
+use crate::domain::token::TokenHash;
+use crate::index::{DENIED, IndexedGrant, TokenIndex, lock};
 
-/// When each scope of an integration's grant was last required by an allowed call.
-#[derive(Default)]
-pub(super) struct ScopeUses {
-    /// The grant's scopes, sorted.
-    pub(super) names: Vec<Scope>,
-    // Invariant: `last` and `recorded` have one entry per name; Unix milliseconds, 0 for never.
-    pub(super) last: Vec<AtomicI64>,
-    pub(super) recorded: Vec<AtomicI64>,
-}
-
-impl ScopeUses {
-    /// Returns the uses of `scopes`, keeping what `old` knew of the scopes both have.
-    pub(super) fn new(scopes: &ScopeSet, old: Option<&ScopeUses>) -> Self {
-        let carried = |name: &Scope, of: fn(&ScopeUses) -> &Vec<AtomicI64>| {
-            let known = old.and_then(|old| {
-                old.position(name.as_str())
-                    .map(|i| of(old)[i].load(Ordering::Relaxed))
-            });
-            AtomicI64::new(known.unwrap_or(0))
-        };
-        let names = scopes.as_slice().to_vec();
-        let last = names
-            .iter()
-            .map(|name| carried(name, |it| &it.last))
-            .collect();
-        let recorded = names
-            .iter()
-            .map(|name| carried(name, |it| &it.recorded))
-            .collect();
-        Self {
-            names,
-            last,
-            recorded,
-        }
-    }
-
-    pub(super) fn position(&self, name: &str) -> Option<usize> {
-        self.names
-            .binary_search_by(|scope| scope.as_str().cmp(name))
-            .ok()
-    }
-}
-
-/// A scope use to write to the database; see [`TokenIndex::unrecorded_scope_uses`].
-pub struct UnrecordedScopeUse {
-    pub integration_id: IntegrationId,
-    pub scope: Scope,
-    pub time: DateTime<Utc>,
-    pub(super) uses: Arc<ScopeUses>,
-    pub(super) position: usize,
-}
-
-impl UnrecordedScopeUse {
-    /// Marks this use as written.
-    pub fn recorded(&self) {
-        self.uses.recorded[self.position]
-            .fetch_max(self.time.timestamp_millis(), Ordering::Relaxed);
-    }
-}
-
-/// When a token last authorized a call, and how much of that is written to the database.
-#[derive(Default)]
-pub(super) struct Usage {
-    /// Unix milliseconds of the last allowed call; 0 for never.
-    pub(super) last_used: AtomicI64,
-    /// The `last_used` value the database has.
-    pub(super) recorded: AtomicI64,
-    /// Calls allowed and denied since the counts were last written.
-    pub(super) allowed: AtomicU64,
-    pub(super) denied: AtomicU64,
-}
-
-/// A token's usage to write to the database; see [`TokenIndex::unrecorded_uses`].
+/// A token's use to write to the database; see [`TokenIndex::take_unrecorded`].
+#[derive(Debug)]
 pub struct UnrecordedUse {
+    pub token_hash: TokenHash,
     pub token_id: TokenId,
-    /// The last use, if newer than what the database has.
+    /// The last allowed call, if there was one since the last write.
     pub time: Option<DateTime<Utc>>,
-    /// Calls since the counts were last taken; taken out of the index by `unrecorded_uses`.
     pub allowed: u64,
     pub denied: u64,
-    pub(super) usage: Arc<Usage>,
 }
 
-impl UnrecordedUse {
-    /// Marks the last use as written.
-    pub fn recorded(&self) {
-        if let Some(time) = self.time {
-            self.usage
-                .recorded
-                .fetch_max(time.timestamp_millis(), Ordering::Relaxed);
+/// An integration's required scopes to write to the database.
+#[derive(Debug)]
+pub struct UnrecordedScopes {
+    pub integration_id: IntegrationId,
+    pub scopes: Vec<Scope>,
+    grant: Arc<IndexedGrant>,
+    bits: ScopeBits,
+}
+
+impl TokenIndex {
+    /// Counts scopes an allowed call required, for the grant's integration.
+    pub(super) fn required_scopes(&self, grant: &Arc<IndexedGrant>, required: ScopeBits) {
+        for (word, bits) in grant.required.iter().zip(required.words()) {
+            if bits != 0 && word.load(Ordering::Relaxed) & bits != bits {
+                word.fetch_or(bits, Ordering::Relaxed);
+            }
+        }
+        if !required.is_empty()
+            && !grant.dirty.load(Ordering::Relaxed)
+            && !grant.dirty.swap(true, Ordering::AcqRel)
+        {
+            lock(&self.dirty_grants).push(Arc::clone(grant));
         }
     }
 
-    /// Puts the counts back, for the next write, when this one failed.
-    pub fn restore(&self) {
-        self.usage
-            .allowed
-            .fetch_add(self.allowed, Ordering::Relaxed);
-        self.usage.denied.fetch_add(self.denied, Ordering::Relaxed);
+    /// Returns the scopes of the integration of the token with this digest that allowed calls
+    /// on this replica required and the recorder has not written yet.
+    pub fn unrecorded_scopes(&self, token_hash: &TokenHash) -> Vec<Scope> {
+        let bits = self.tokens.read(token_hash, |slot| {
+            slot.map(|slot| {
+                let words = slot
+                    .grant
+                    .required
+                    .each_ref()
+                    .map(|word| word.load(Ordering::Relaxed));
+                ScopeBits::from_words(words)
+            })
+        });
+        let bits = bits.unwrap_or_default();
+        self.catalog.scopes(bits).cloned().collect()
+    }
+
+    /// Returns when the token with this digest last authorized a call, as this replica knows it.
+    pub fn last_used(&self, token_hash: &TokenHash) -> Option<DateTime<Utc>> {
+        let millis = self.tokens.read(token_hash, |slot| {
+            slot.map_or(0, |slot| slot.last_used.load(Ordering::Relaxed))
+        });
+        (millis > 0)
+            .then(|| DateTime::from_timestamp_millis(millis))
+            .flatten()
+    }
+
+    /// Returns the calls (allowed, denied) counted on this replica but not yet written, for the
+    /// token with this digest.
+    pub fn unrecorded_calls(&self, token_hash: &TokenHash) -> (u64, u64) {
+        let calls = self.tokens.read(token_hash, |slot| {
+            slot.map_or(0, |slot| slot.calls.load(Ordering::Relaxed))
+        });
+        (calls & (DENIED - 1), calls >> 32)
+    }
+
+    /// Takes the use recorded since the last call: the tokens used and the scopes required.
+    /// The work is proportional to what was used, not to the size of the index. What a failed
+    /// write could not record goes back with [`TokenIndex::restore`].
+    pub fn take_unrecorded(&self) -> (Vec<UnrecordedUse>, Vec<UnrecordedScopes>) {
+        let hashes = std::mem::take(&mut *lock(&self.dirty_tokens));
+        let mut uses = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            let taken = self.tokens.read(&hash, |slot| {
+                let slot = slot?;
+                slot.dirty.store(false, Ordering::Release);
+                let calls = slot.calls.swap(0, Ordering::AcqRel);
+                let last_used = slot.last_used.load(Ordering::Relaxed);
+                Some((slot.token_id, calls, last_used))
+            });
+            let Some((token_id, calls, last_used)) = taken else {
+                continue;
+            };
+            let allowed = calls & (DENIED - 1);
+            uses.push(UnrecordedUse {
+                token_hash: hash,
+                token_id: TokenId::from_uuid(token_id),
+                time: (allowed > 0)
+                    .then(|| DateTime::from_timestamp_millis(last_used))
+                    .flatten(),
+                allowed,
+                denied: calls >> 32,
+            });
+        }
+        let grants = std::mem::take(&mut *lock(&self.dirty_grants));
+        let mut scopes = Vec::with_capacity(grants.len());
+        for grant in grants {
+            grant.dirty.store(false, Ordering::Release);
+            let words = grant
+                .required
+                .each_ref()
+                .map(|word| word.swap(0, Ordering::AcqRel));
+            let bits = ScopeBits::from_words(words);
+            if bits.is_empty() {
+                continue;
+            }
+            scopes.push(UnrecordedScopes {
+                integration_id: IntegrationId::from_uuid(grant.grant.integration_id),
+                scopes: self.catalog.scopes(bits).cloned().collect(),
+                grant,
+                bits,
+            });
+        }
+        (uses, scopes)
+    }
+
+    /// Puts back use that could not be written, for the next round.
+    pub fn restore(&self, uses: &[UnrecordedUse], scopes: &[UnrecordedScopes]) {
+        for unrecorded in uses {
+            self.tokens.read(&unrecorded.token_hash, |slot| {
+                if let Some(slot) = slot {
+                    let calls = unrecorded.allowed + unrecorded.denied * DENIED;
+                    slot.calls.fetch_add(calls, Ordering::Relaxed);
+                    if !slot.dirty.swap(true, Ordering::AcqRel) {
+                        lock(&self.dirty_tokens).push(slot.hash);
+                    }
+                }
+            });
+        }
+        for unrecorded in scopes {
+            self.required_scopes(&unrecorded.grant, unrecorded.bits);
+        }
+    }
+
+    /// Adds the scopes `from` counted and the recorder has not taken to `to`.
+    pub(super) fn carry_required(&self, from: &IndexedGrant, to: &Arc<IndexedGrant>) {
+        let words = from
+            .required
+            .each_ref()
+            .map(|word| word.load(Ordering::Relaxed));
+        self.required_scopes(to, ScopeBits::from_words(words));
     }
 }

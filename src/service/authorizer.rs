@@ -10,35 +10,32 @@ use crate::domain::decision::{Decision, DenyReason, Target};
 use crate::domain::error::{Error, Violation};
 use crate::domain::scope::Catalog;
 use crate::domain::token::TokenHash;
-use crate::index::TokenIndex;
+use crate::index::{Lookup, Principal, TokenIndex};
 use crate::metrics::Metrics;
 
-/// The answer to Authorize: the decision, and how stale the index behind it may be.
+/// The answer to Authorize: the decision, who an allowed call acts as, and how stale the index
+/// behind it may be.
 #[derive(Debug)]
-pub struct Answer {
+pub struct Answer<'a> {
     pub decision: Decision,
+    pub principal: Option<Principal>,
     pub index_staleness: chrono::Duration,
+    /// What the scope bits of the decision and the principal refer to.
+    pub catalog: &'a Catalog,
 }
 
 /// Answers Authorize from the token index.
 pub struct Authorizer {
     index: Arc<TokenIndex>,
-    catalog: Arc<Catalog>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
     /// Returns an authorizer over `index`.
-    pub fn new(
-        index: Arc<TokenIndex>,
-        catalog: Arc<Catalog>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(index: Arc<TokenIndex>, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
         Self {
             index,
-            catalog,
             clock,
             metrics,
         }
@@ -51,25 +48,26 @@ impl Authorizer {
 
     /// Returns how far behind the database the index may be now.
     pub fn index_staleness(&self) -> chrono::Duration {
-        self.index.staleness(self.clock.now())
+        self.index.staleness(self.clock.now_millis())
     }
 
-    /// Decides whether `token` (bare or `Bearer ...`) may act on the account with every scope of `required`.
+    /// Decides whether `token` (bare or `Bearer ...`) may act on the account with every scope of
+    /// `required`. Nothing of the request is copied, and the clock is read once.
     ///
     /// # Errors
     /// Returns `InvalidArgument` for a malformed request: no account, a bad account id, or an
     /// unknown required scope. A bad token is a `Deny`, not an error.
-    pub fn authorize(
-        &self,
+    pub fn authorize<'a>(
+        &'a self,
         token: &str,
         required: &[String],
-        agency_id: &str,
-        location_id: &str,
-    ) -> Result<Answer, Error> {
+        agency_id: &'a str,
+        location_id: &'a str,
+    ) -> Result<Answer<'a>, Error> {
         let started = Instant::now();
         let target = Target {
-            agency_id: AccountId::parse_optional("agency_id", agency_id)?,
-            location_id: AccountId::parse_optional("location_id", location_id)?,
+            agency_id: account("agency_id", agency_id)?,
+            location_id: account("location_id", location_id)?,
         };
         if target.agency_id.is_none() && target.location_id.is_none() {
             return Err(Violation::new(
@@ -78,17 +76,33 @@ impl Authorizer {
             )
             .into());
         }
-        let required = self.catalog.required("required_scopes", required)?;
-        let now = self.clock.now();
+        let catalog = self.index.catalog();
+        let required = catalog.required("required_scopes", required)?;
+        let now = self.clock.now_millis();
         // Digested in place: no copy of the token is made.
-        let decision = match TokenHash::parse(token) {
-            Ok(token_hash) => self.index.authorize(&token_hash, &required, &target, now),
-            Err(_) => Decision::Deny(DenyReason::MalformedToken),
+        let lookup = match TokenHash::parse(token) {
+            Ok(token_hash) => self.index.authorize(&token_hash, required, &target, now),
+            Err(_) => Lookup {
+                decision: Decision::Deny(DenyReason::MalformedToken),
+                principal: None,
+            },
         };
-        self.metrics.record_authorize(&decision, started.elapsed());
+        self.metrics
+            .record_authorize(&lookup.decision, started.elapsed());
         Ok(Answer {
-            decision,
+            decision: lookup.decision,
+            principal: lookup.principal,
             index_staleness: self.index.staleness(now),
+            catalog,
         })
     }
+}
+
+/// Returns the account id in `id` (empty for none), checked but not copied.
+fn account<'a>(field: &'static str, id: &'a str) -> Result<Option<&'a str>, Error> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    AccountId::check(field, id)?;
+    Ok(Some(id))
 }

@@ -69,8 +69,9 @@ impl Events {
     /// Streams the events matching `filter` after `after` (or from now on), oldest first,
     /// until the receiver is dropped or the server stops.
     ///
-    /// Events come from the follower's feed; the store is read only to catch up (from `after`,
-    /// or after falling behind the feed's capacity), so a watcher that keeps up costs no query.
+    /// Events come from the follower's feed; the store is read only to start (the last event id,
+    /// or what came after `after`) and after falling behind the feed's capacity, so a watcher
+    /// that keeps up costs no query.
     ///
     /// # Errors
     /// As [`Events::list`], checked once before the stream starts.
@@ -83,11 +84,17 @@ impl Events {
         self.check_reach(caller, &filter).await?;
         // Subscribed before anything is read, so no event falls between the store and the feed.
         let (live, published) = self.feed.subscribe();
+        // "From now on" starts after the last event committed, which the follower may not have
+        // read yet: events up to it that reach the feed are passed over.
+        let last_seen = match after {
+            Some(after) => after,
+            None => self.store.last_event_id().await?,
+        };
         let watcher = Watcher {
             store: self.store.clone(),
             filter,
-            last_seen: after.unwrap_or(published),
-            caught_up: after.is_none_or(|after| after >= published),
+            last_seen,
+            caught_up: last_seen >= published,
         };
         let (sender, receiver) = mpsc::channel(64);
         let stopping = self.stopping.clone();

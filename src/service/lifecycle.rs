@@ -390,7 +390,11 @@ impl Integrations {
     /// Reloads one integration into the index in the background, retrying with exponential
     /// back-off while the database is unavailable (the next start-up reloads everything anyway).
     fn reconcile(&self, id: IntegrationId) {
-        let (store, index) = (self.store.clone(), Arc::clone(&self.index));
+        let (store, index, clock) = (
+            self.store.clone(),
+            Arc::clone(&self.index),
+            Arc::clone(&self.clock),
+        );
         tokio::spawn(async move {
             let backoff = ExponentialBuilder::default()
                 .with_max_delay(std::time::Duration::from_secs(30))
@@ -400,7 +404,7 @@ impl Integrations {
                 .when(|err| matches!(err, Error::Unavailable(_)))
                 .await;
             match loaded {
-                Ok(Some(loaded)) => index.apply(&loaded.integration, &loaded.retired),
+                Ok(Some(loaded)) => index.apply(&loaded.integration, &loaded.retired, clock.now()),
                 Ok(None) => {}
                 Err(err) => {
                     warn!(integration.id = %id, error = ?err, "gave up reconciling the token index");
@@ -411,7 +415,8 @@ impl Integrations {
 
     /// Makes a committed change visible: to this replica's Authorize at once, and to watchers.
     fn applied(&self, integration: &Integration, change: &Change, event: &Event) {
-        self.index.apply(integration, &change.retired);
+        self.index
+            .apply(integration, &change.retired, integration.update_time);
         self.events.published();
         info!(integration.id = %integration.id, event.id = event.id, event.kind = change.kind.as_str(), "integration changed");
     }

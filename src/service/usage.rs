@@ -117,7 +117,14 @@ impl Usage {
                 }
             }
             let unused_scopes = scopes_required.as_ref().map(|scopes_required| {
-                let local = self.index.scopes_required_since(&integration.id, since);
+                // What this replica saw and has not written yet: the integration's tokens share it.
+                let local = integration
+                    .current
+                    .iter()
+                    .chain(&integration.previous)
+                    .map(|token| self.index.unrecorded_scopes(&token.hash))
+                    .next()
+                    .unwrap_or_default();
                 unused_scopes(&integration.scopes, |scope| {
                     local.contains(scope)
                         || scopes_required

@@ -14,7 +14,7 @@ pub struct Model {
     pub create_time: DateTimeUtc,
     pub expire_time: Option<DateTimeUtc>,
     pub revoke_time: Option<DateTimeUtc>,
-    /// Written in batches by `Store::record_last_use`.
+    /// Written in batches by `Store::record_usage`.
     pub last_used_time: Option<DateTimeUtc>,
 }
 
