@@ -150,35 +150,40 @@ pub const MAX_CATALOG_SCOPES: usize = 128;
 /// A set of catalog scopes as bits, one per scope in the catalog's order: what the token index
 /// keeps and the decision compares, without a string in sight.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct ScopeBits(u128);
+pub struct ScopeBits(
+    // Two words rather than a u128, whose 16-byte alignment would pad every grant.
+    [u64; 2],
+);
 
 impl ScopeBits {
     /// Returns the scopes of `required` this set lacks.
     pub fn missing(self, required: Self) -> Self {
-        Self(required.0 & !self.0)
+        Self([required.0[0] & !self.0[0], required.0[1] & !self.0[1]])
     }
 
     /// Returns true if the set is empty.
     pub fn is_empty(self) -> bool {
-        self.0 == 0
+        self.0 == [0, 0]
     }
 
-    /// Returns the set as two words (low, high), for atomics.
+    /// Returns the set as two words (positions 0 to 63, then 64 to 127), for atomics.
     pub fn words(self) -> [u64; 2] {
-        [self.0 as u64, (self.0 >> 64) as u64]
+        self.0
     }
 
-    /// Returns the set of two words (low, high).
-    pub fn from_words([low, high]: [u64; 2]) -> Self {
-        Self(u128::from(low) | (u128::from(high) << 64))
+    /// Returns the set of two words (positions 0 to 63, then 64 to 127).
+    pub fn from_words(words: [u64; 2]) -> Self {
+        Self(words)
     }
 
-    fn with(self, position: usize) -> Self {
-        Self(self.0 | (1 << position))
+    fn with(mut self, position: usize) -> Self {
+        self.0[position / 64] |= 1 << (position % 64);
+        self
     }
 
     fn positions(self) -> impl Iterator<Item = usize> {
-        (0..MAX_CATALOG_SCOPES).filter(move |position| self.0 & (1 << position) != 0)
+        (0..MAX_CATALOG_SCOPES)
+            .filter(move |position| self.0[position / 64] & (1 << (position % 64)) != 0)
     }
 }
 

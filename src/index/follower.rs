@@ -28,8 +28,14 @@ use crate::index::TokenIndex;
 use crate::index::feed::EventFeed;
 use crate::store::Store;
 
-/// Applies every integration in the store to `index`, which is then complete up to `started`
-/// (a time taken before the read): the start-up load and the periodic full reload.
+/// How many integrations one read of a load or resync takes: a chunk's rows are all that is in
+/// memory besides the index.
+const LOAD_CHUNK: u64 = 5_000;
+
+/// Applies every integration in the store to `index`, chunk by chunk, which is then complete up
+/// to `started` (a time taken before the first read): the start-up load and the periodic full
+/// reload. A change committed while it reads is applied by the follower, which starts from the
+/// last event committed before the load.
 ///
 /// # Errors
 /// Returns `Unavailable` or `Internal` if the database fails; the index keeps what it had.
@@ -38,8 +44,22 @@ pub async fn reload(
     index: &TokenIndex,
     started: DateTime<Utc>,
 ) -> Result<(), Error> {
-    for loaded in store.load_all().await? {
-        index.apply(&loaded.integration, &loaded.retired, started);
+    if index.is_empty() {
+        let count = store.count_integrations().await?;
+        index.reserve(usize::try_from(count).unwrap_or(usize::MAX));
+    }
+    let mut after = None;
+    loop {
+        let chunk = store.load_chunk(after.as_ref(), LOAD_CHUNK).await?;
+        for loaded in &chunk {
+            index.apply(&loaded.integration, &loaded.retired, started);
+        }
+        match chunk.last() {
+            Some(last) if chunk.len() as u64 == LOAD_CHUNK => {
+                after = Some(last.integration.id.clone());
+            }
+            _ => break,
+        }
     }
     index.drop_ended(started);
     index.mark_synced(started);

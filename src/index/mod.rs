@@ -40,8 +40,9 @@ use crate::index::table::{Keyed, Table};
 #[derive(Debug)]
 pub struct IndexedGrant {
     grant: Grant,
-    /// The integration's version this grant is of.
-    version: i64,
+    /// The integration's version this grant is of (a version past `u32::MAX` counts as that:
+    /// four billion changes of one integration).
+    version: u32,
     /// The scopes allowed calls required since the recorder last took them.
     required: [AtomicU64; 2],
     /// True while the grant waits in the recorder's list.
@@ -266,7 +267,7 @@ impl TokenIndex {
         let mut grant = |existing: Option<&Arc<IndexedGrant>>| -> Arc<IndexedGrant> {
             // A state applied again (by the feed after this replica's own change, or by a
             // resync) shares the grant its tokens already have.
-            if let Some(existing) = existing.filter(|it| it.version == version) {
+            if let Some(existing) = existing.filter(|it| it.version == grant_version(version)) {
                 return Arc::clone(existing);
             }
             let made = grant.get_or_insert_with(|| {
@@ -277,7 +278,7 @@ impl TokenIndex {
                         location_id: integration.owner.location_id.clone(),
                         scopes: self.catalog.bits(&integration.scopes),
                     },
-                    version,
+                    version: grant_version(version),
                     required: Default::default(),
                     dirty: AtomicBool::new(false),
                 })
@@ -341,10 +342,12 @@ impl TokenIndex {
                 if slot.revocation == Revocation::None || state.end_millis < slot.end_millis {
                     slot.set_state(state);
                 }
-                if slot.grant.version < version {
+                if slot.grant.version < grant_version(version) {
                     slot.grant = grant(Some(&slot.grant));
                 }
-            } else if slot.grant.version <= version && slot.revocation == Revocation::None {
+            } else if slot.grant.version <= grant_version(version)
+                && slot.revocation == Revocation::None
+            {
                 // A revocation is final: no state puts a revoked token back to work.
                 slot.set_state(state);
                 slot.grant = grant(Some(&slot.grant));
@@ -352,6 +355,10 @@ impl TokenIndex {
             None
         });
     }
+}
+
+fn grant_version(version: i64) -> u32 {
+    u32::try_from(version.max(0)).unwrap_or(u32::MAX)
 }
 
 fn intern(agencies: &mut HashSet<AccountId>, id: &AccountId) -> AccountId {

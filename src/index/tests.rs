@@ -229,3 +229,11 @@ fn the_recorder_takes_only_what_was_used() {
     assert_eq!(restored.len(), 1);
     assert_eq!(restored_scopes.len(), 1);
 }
+
+// What a token costs is pinned here: a slot per token, a grant per integration (plus the
+// reference counts of its `Arc`), with account ids of up to 23 bytes inline.
+#[test]
+fn slots_and_grants_stay_small() {
+    assert_eq!(std::mem::size_of::<TokenSlot>(), 88);
+    assert_eq!(std::mem::size_of::<IndexedGrant>(), 104);
+}

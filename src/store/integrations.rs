@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use crate::domain::account::Owner;
 use crate::domain::error::Error;
@@ -81,18 +83,49 @@ impl Store {
             .collect()
     }
 
-    /// Returns every integration ever made, deleted ones included, with all their tokens:
-    /// what the token index loads at start-up.
+    /// Returns how many integrations the store holds, deleted ones included: what a load
+    /// reserves room for.
     ///
     /// # Errors
     /// Returns `Unavailable` or `Internal` on database failure.
-    pub async fn load_all(&self) -> Result<Vec<IntegrationTokens>, Error> {
+    pub async fn count_integrations(&self) -> Result<u64, Error> {
+        entity::integration::Entity::find()
+            .count(&self.db)
+            .await
+            .map_err(db_error)
+    }
+
+    /// Returns up to `limit` integrations with ids after `after` (all from the first for
+    /// `None`), in id order, deleted ones included, each with all its tokens, read in one
+    /// snapshot: one chunk of what the token index loads at start-up and on a resync.
+    ///
+    /// # Errors
+    /// Returns `Unavailable` or `Internal` on database failure.
+    pub async fn load_chunk(
+        &self,
+        after: Option<&IntegrationId>,
+        limit: u64,
+    ) -> Result<Vec<IntegrationTokens>, Error> {
+        use entity::integration::Column;
         let snapshot = self.snapshot().await?;
-        let integrations = entity::integration::Entity::find()
+        let mut query = entity::integration::Entity::find();
+        if let Some(after) = after {
+            query = query.filter(Column::Id.gt(after.as_str()));
+        }
+        let integrations = query
+            .order_by_asc(Column::Id)
+            .limit(limit)
             .all(&snapshot)
             .await
             .map_err(db_error)?;
+        let (Some(first), Some(last)) = (integrations.first(), integrations.last()) else {
+            snapshot.commit().await.map_err(db_error)?;
+            return Ok(Vec::new());
+        };
+        // The tokens of exactly these integrations: a range of the token index by integration.
         let tokens = entity::token::Entity::find()
+            .filter(entity::token::Column::IntegrationId.gte(first.id.as_str()))
+            .filter(entity::token::Column::IntegrationId.lte(last.id.as_str()))
             .all(&snapshot)
             .await
             .map_err(db_error)?;
