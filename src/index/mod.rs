@@ -15,6 +15,7 @@
 pub mod feed;
 pub mod follower;
 pub mod recorder;
+mod scan;
 mod table;
 mod usage;
 
@@ -230,29 +231,9 @@ impl TokenIndex {
         self.len() == 0
     }
 
-    /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
-    pub fn live_count(&self, now: DateTime<Utc>) -> usize {
-        let now = now.timestamp_millis();
-        let mut live = 0;
-        self.tokens.for_each(|slot| {
-            if slot.state().is_live(now) {
-                live += 1;
-            }
-        });
-        live
-    }
-
     /// Makes room for `additional` more tokens, before a load.
     pub fn reserve(&self, additional: usize) {
         self.tokens.reserve(additional);
-    }
-
-    /// Drops the tokens that ended (expired or were revoked) before `now` minus the retention:
-    /// Authorize answers UNKNOWN_TOKEN for them from then on. Returns how many were dropped.
-    pub fn drop_ended(&self, now: DateTime<Utc>) -> usize {
-        let cutoff = (now - self.retention).timestamp_millis();
-        let _writer = lock(&self.writer);
-        self.tokens.retain(|slot| slot.end_millis >= cutoff)
     }
 
     /// Applies the state of `integration` and of the tokens that left its slots, at `now`.
@@ -320,9 +301,9 @@ impl TokenIndex {
     ) {
         self.tokens.upsert(&token.hash, |slot| {
             let Some(slot) = slot else {
-                // A token ended before the retention is not worth its slot.
-                let ended = state.revocation != Revocation::None || state.end_millis != i64::MAX;
-                if ended && state.end_millis < cutoff {
+                // A token out of the current slot that ended before the retention is not worth
+                // its slot.
+                if !is_current(&state) && state.end_millis < cutoff {
                     return None;
                 }
                 return Some(TokenSlot {
@@ -355,6 +336,11 @@ impl TokenIndex {
             None
         });
     }
+}
+
+/// Returns true for the current token of its integration: neither retired nor previous.
+pub(crate) fn is_current(state: &TokenState) -> bool {
+    state.revocation == Revocation::None && !state.is_previous
 }
 
 fn grant_version(version: i64) -> u32 {

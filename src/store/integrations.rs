@@ -130,21 +130,7 @@ impl Store {
             .await
             .map_err(db_error)?;
         snapshot.commit().await.map_err(db_error)?;
-        let mut tokens_by_integration: HashMap<String, Vec<TokenRecord>> = HashMap::new();
-        for token in tokens {
-            let integration_id = token.integration_id.clone();
-            tokens_by_integration
-                .entry(integration_id)
-                .or_default()
-                .push(rows::token_record(token)?);
-        }
-        integrations
-            .into_iter()
-            .map(|row| {
-                let tokens = tokens_by_integration.remove(&row.id).unwrap_or_default();
-                integration_tokens(row, tokens)
-            })
-            .collect()
+        with_tokens(integrations, tokens)
     }
 
     /// Returns the integration with this id, deleted or not, with all its tokens: what the
@@ -301,6 +287,28 @@ async fn find_tokens(
     found
         .into_iter()
         .map(|row| Ok((row.id.clone(), rows::token_record(row)?)))
+        .collect()
+}
+
+/// Returns `integrations` each with its tokens (from `tokens`), split into slots and retired.
+pub(super) fn with_tokens(
+    integrations: Vec<entity::integration::Model>,
+    tokens: Vec<entity::token::Model>,
+) -> Result<Vec<IntegrationTokens>, Error> {
+    let mut tokens_by_integration: HashMap<String, Vec<TokenRecord>> = HashMap::new();
+    for token in tokens {
+        let integration_id = token.integration_id.clone();
+        tokens_by_integration
+            .entry(integration_id)
+            .or_default()
+            .push(rows::token_record(token)?);
+    }
+    integrations
+        .into_iter()
+        .map(|row| {
+            let tokens = tokens_by_integration.remove(&row.id).unwrap_or_default();
+            integration_tokens(row, tokens)
+        })
         .collect()
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod events;
 mod integrations;
 mod migration;
+mod ranges;
 mod rows;
 mod usage;
 
@@ -27,6 +28,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use events::EventWakeups;
 pub use integrations::IntegrationTokens;
+pub use ranges::{RangeDigest, range_of};
 
 use crate::domain::error::Error;
 use crate::store::error::db_error;

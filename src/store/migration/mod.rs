@@ -8,6 +8,7 @@ mod m20261124_000001_initial;
 mod m20261125_000001_token_last_used;
 mod m20261125_000002_scope_usage;
 mod m20261125_000003_token_daily_usage;
+mod m20261125_000004_integration_ranges;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_token_last_used::Migration),
             Box::new(m20261125_000002_scope_usage::Migration),
             Box::new(m20261125_000003_token_daily_usage::Migration),
+            Box::new(m20261125_000004_integration_ranges::Migration),
         ]
     }
 }

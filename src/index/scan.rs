@@ -1,0 +1,48 @@
+//! Walks over the whole index: counting live tokens, the range digests the resync compares with
+//! the store, and dropping tokens past the retention. None runs on the Authorize path.
+
+use chrono::{DateTime, Utc};
+
+use crate::index::{TokenIndex, is_current, lock};
+use crate::store::range_of;
+
+impl TokenIndex {
+    /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
+    pub fn live_count(&self, now: DateTime<Utc>) -> usize {
+        let now = now.timestamp_millis();
+        let mut live = 0;
+        self.tokens.for_each(|slot| {
+            if slot.state().is_live(now) {
+                live += 1;
+            }
+        });
+        live
+    }
+
+    /// Drops the tokens out of their integration's current slot (retired, or previous) that
+    /// ended before `now` minus the retention: Authorize answers UNKNOWN_TOKEN for them from then
+    /// on. A current token stays until its integration moves on, expired or not (one per
+    /// integration at most). Returns how many were dropped.
+    pub fn drop_ended(&self, now: DateTime<Utc>) -> usize {
+        let cutoff = (now - self.retention).timestamp_millis();
+        let _writer = lock(&self.writer);
+        self.tokens
+            .retain(|slot| is_current(&slot.state()) || slot.end_millis >= cutoff)
+    }
+
+    /// Returns, for each range of integrations (see `store::range_of`), how many have a current
+    /// token here and the sum of their versions: what the store counts the same way, so a range
+    /// that differs is one to reload. Scans the index (in memory, a few milliseconds at a
+    /// million tokens).
+    pub fn range_digests(&self) -> Vec<(i64, i64)> {
+        let mut digests = vec![(0, 0); 256];
+        self.tokens.for_each(|slot| {
+            if is_current(&slot.state()) {
+                let digest = &mut digests[usize::from(range_of(&slot.grant.grant.integration_id))];
+                digest.0 += 1;
+                digest.1 += i64::from(slot.grant.version);
+            }
+        });
+        digests
+    }
+}
