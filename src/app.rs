@@ -310,7 +310,7 @@ async fn start_services(
         .await
         .context("cannot load the token index")?;
     info!(tokens = index.len(), "token index loaded");
-    let feed = Arc::new(EventFeed::new(feed_start));
+    let feed = Arc::new(EventFeed::new(feed_start, metrics.change_feed_reads()));
     let recorder = (store.clone(), Arc::clone(&index), Arc::clone(&clock));
     let follower = Follower::new(
         store.clone(),

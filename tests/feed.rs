@@ -6,13 +6,16 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{AGENCY, Backend, TestApp, authorize, create, deny_reason};
+use common::{AGENCY, Backend, TestApp, authorize, create, deny_reason, get};
 use privint::clock::{Clock, SystemClock};
 use privint::domain::integration::{ExpireTarget, IntegrationId};
 use privint::grpc::pb;
 use tokio_stream::StreamExt;
 
-both_backends!(a_stalled_writer_is_never_skipped);
+both_backends!(
+    a_stalled_writer_is_never_skipped,
+    two_thousand_watchers_share_one_reader
+);
 
 /// How long the writer stalls between its event insert and its commit: longer than any time-out
 /// a follower could give up after (the feed once waited 2 s at a gap in the ids).
@@ -176,4 +179,76 @@ async fn a_stalled_writer_is_never_skipped(backend: Backend) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Returns how many times `app` has read the events table.
+async fn feed_reads(app: &TestApp) -> u64 {
+    let (_, page) = get(app, "/metrics").await;
+    page.lines()
+        .find_map(|line| line.strip_prefix("privint_change_feed_reads_total "))
+        .expect("the feed reads are counted")
+        .parse()
+        .expect("a count")
+}
+
+async fn two_thousand_watchers_share_one_reader(backend: Backend) {
+    const WATCHERS: usize = 2_000;
+    const CHANGES: usize = 5;
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut api = app.api().await;
+    let (integration, _) = create(&mut api).await;
+    let (done, mut finished) = tokio::sync::mpsc::channel(WATCHERS);
+    for _ in 0..WATCHERS / 100 {
+        // A hundred streams a connection, as a gateway multiplexing its users would.
+        let api = app.api().await;
+        for _ in 0..100 {
+            let request = pb::WatchEventsRequest {
+                integration_id: integration.id.clone(),
+                ..Default::default()
+            };
+            let mut stream = api
+                .clone()
+                .watch_events(request)
+                .await
+                .expect("watch")
+                .into_inner();
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut seen = 0;
+                while seen < CHANGES {
+                    stream.message().await.expect("stream").expect("an event");
+                    seen += 1;
+                }
+                done.send(()).await.expect("test waiting");
+            });
+        }
+    }
+    let before = feed_reads(&app).await;
+    for n in 0..CHANGES {
+        let request = pb::UpdateIntegrationRequest {
+            integration: Some(pb::Integration {
+                id: integration.id.clone(),
+                name: format!("change {n}"),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".to_owned()],
+            }),
+        };
+        api.update_integration(request).await.expect("update");
+    }
+    for _ in 0..WATCHERS {
+        tokio::time::timeout(Duration::from_secs(60), finished.recv())
+            .await
+            .expect("every stream gets every change")
+            .expect("streams running");
+    }
+    // One reader per replica: a read per change or poll, not a read per stream.
+    let reads = feed_reads(&app).await - before;
+    assert!(
+        reads < 100,
+        "{reads} reads of the events table for {CHANGES} changes and {WATCHERS} streams"
+    );
 }

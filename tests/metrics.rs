@@ -3,31 +3,8 @@
 
 mod common;
 
-use common::{Backend, TestApp, authorize, create};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{Backend, TestApp, authorize, create, get};
 use privint::grpc::pb;
-
-async fn get(app: &TestApp, path: &str) -> (http::StatusCode, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-    let uri = format!(
-        "http://{}{path}",
-        app.metrics_addr.expect("metrics enabled")
-    );
-    let response = client
-        .get(uri.parse().expect("uri"))
-        .await
-        .expect("metrics answer");
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8(body.to_vec()).expect("text"))
-}
 
 #[track_caller]
 fn assert_line(page: &str, line: &str) {

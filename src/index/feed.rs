@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{Notify, broadcast};
 
 use crate::domain::event::Event;
@@ -22,16 +23,25 @@ pub struct EventFeed {
     cursor: AtomicI64,
     /// Wakes the follower when this replica committed an event, so it reads it at once.
     wake: Notify,
+    /// Counts reads of the events table, by the follower and by streams catching up.
+    reads: Counter,
 }
 
 impl EventFeed {
-    /// Returns a feed whose events so far end at `cursor`.
-    pub fn new(cursor: i64) -> Self {
+    /// Returns a feed whose events so far end at `cursor`, counting reads of the events table
+    /// in `reads`.
+    pub fn new(cursor: i64, reads: Counter) -> Self {
         Self {
             sender: broadcast::channel(CAPACITY).0,
             cursor: AtomicI64::new(cursor),
             wake: Notify::new(),
+            reads,
         }
+    }
+
+    /// Counts one read of the events table.
+    pub fn count_read(&self) {
+        self.reads.inc();
     }
 
     /// Returns a receiver of the events published from now on, and the id of the last event

@@ -204,6 +204,7 @@ impl Follower {
     async fn poll(&mut self) -> Result<(), Error> {
         loop {
             let started = self.clock.now();
+            self.feed.count_read();
             let events = self.store.events_after(self.feed.cursor(), BATCH).await?;
             let changed: BTreeSet<_> = events
                 .iter()

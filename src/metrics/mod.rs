@@ -105,6 +105,7 @@ pub struct Metrics {
     live_tokens: Gauge,
     indexed_tokens: Gauge,
     change_feed_lag: Gauge<f64, AtomicU64>,
+    change_feed_reads: Counter,
 }
 
 impl Metrics {
@@ -150,6 +151,12 @@ impl Metrics {
             "How far behind the database the token index may be (changes of other replicas)",
             change_feed_lag.clone(),
         );
+        let change_feed_reads = Counter::default();
+        registry.register(
+            "change_feed_reads",
+            "Reads of the events table: one per poll of the follower, whatever the number of event streams",
+            change_feed_reads.clone(),
+        );
         Arc::new(Self {
             registry,
             rpc_calls,
@@ -158,7 +165,13 @@ impl Metrics {
             live_tokens,
             indexed_tokens,
             change_feed_lag,
+            change_feed_reads,
         })
+    }
+
+    /// Returns the counter of change-feed reads, for whatever reads the events table.
+    pub fn change_feed_reads(&self) -> Counter {
+        self.change_feed_reads.clone()
     }
 
     /// Counts one Authorize answer and its latency.

@@ -92,6 +92,7 @@ impl Events {
         };
         let watcher = Watcher {
             store: self.store.clone(),
+            feed: Arc::clone(&self.feed),
             filter,
             last_seen,
             caught_up: last_seen >= published,
@@ -132,6 +133,7 @@ impl Events {
 /// One `WatchEvents` stream.
 struct Watcher {
     store: Store,
+    feed: Arc<EventFeed>,
     filter: EventFilter,
     /// The id of the last event delivered or passed over; later ones are delivered in id order.
     last_seen: i64,
@@ -176,6 +178,7 @@ impl Watcher {
         sender: &mpsc::Sender<Result<Event, Error>>,
     ) -> Result<bool, Error> {
         loop {
+            self.feed.count_read();
             let events = self
                 .store
                 .events_after(self.last_seen, CATCH_UP_BATCH)

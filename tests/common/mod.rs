@@ -506,3 +506,27 @@ impl Binary {
         output
     }
 }
+
+/// Gets `path` from the metrics port of `app`: the status and the body.
+#[allow(dead_code)] // Not every test target reads metrics.
+pub async fn get(app: &TestApp, path: &str) -> (http::StatusCode, String) {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let uri = format!(
+        "http://{}{path}",
+        app.metrics_addr.expect("metrics enabled")
+    );
+    let response = client
+        .get(uri.parse().expect("uri"))
+        .await
+        .expect("metrics answer");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, String::from_utf8(body.to_vec()).expect("text"))
+}
