@@ -24,6 +24,7 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::domain::error::Error;
+use crate::domain::integration::IntegrationId;
 use crate::index::TokenIndex;
 use crate::index::feed::EventFeed;
 use crate::store::Store;
@@ -48,17 +49,19 @@ pub async fn reload(
         let count = store.count_integrations().await?;
         index.reserve(usize::try_from(count).unwrap_or(usize::MAX));
     }
-    let mut after = None;
-    loop {
-        let chunk = store.load_chunk(after.as_ref(), LOAD_CHUNK).await?;
+    // The next chunk is read while this one is applied: the database and the index work at once.
+    let read = |after: Option<IntegrationId>| {
+        let store = store.clone();
+        tokio::spawn(async move { store.load_chunk(after.as_ref(), LOAD_CHUNK).await })
+    };
+    let mut next = Some(read(None));
+    while let Some(reading) = next.take() {
+        let chunk = reading.await.map_err(|err| Error::Internal(err.into()))??;
+        if let Some(last) = chunk.last().filter(|_| chunk.len() as u64 == LOAD_CHUNK) {
+            next = Some(read(Some(last.integration.id.clone())));
+        }
         for loaded in &chunk {
             index.apply(&loaded.integration, &loaded.retired, started);
-        }
-        match chunk.last() {
-            Some(last) if chunk.len() as u64 == LOAD_CHUNK => {
-                after = Some(last.integration.id.clone());
-            }
-            _ => break,
         }
     }
     index.drop_ended(started);
