@@ -62,7 +62,12 @@ async fn metrics_count_calls_results_and_tokens() {
         &page,
         r#"privint_authorize_results_total{result="malformed_token"} 1"#,
     );
-    assert_line(&page, "privint_authorize_latency_seconds_count 3");
+    // Latency is sampled (one call in 64 per thread), so three calls may leave no sample.
+    assert!(
+        page.lines()
+            .any(|line| line.starts_with("privint_authorize_latency_seconds_count ")),
+        "{page}"
+    );
     assert_line(&page, "privint_live_tokens 1");
     assert_line(&page, "privint_indexed_tokens 1");
     assert!(

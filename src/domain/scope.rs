@@ -6,7 +6,9 @@
 //! Size: the catalog and the set arithmetic, each with its table-driven and property tests.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use hashbrown::HashMap;
 use std::fmt;
 
 use serde::Deserialize;
@@ -214,7 +216,8 @@ pub struct Catalog {
     entries: BTreeMap<Scope, ScopeEntry>,
     /// The scopes in order: a scope's position is its bit in `ScopeBits`.
     scopes: Vec<Scope>,
-    /// Each scope's position, found without walking the tree.
+    /// Each scope's position, found without walking the tree (hashed with foldhash: the names
+    /// are the catalog's, not an attacker's choice of keys).
     positions: HashMap<Scope, usize>,
 }
 

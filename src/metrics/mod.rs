@@ -174,10 +174,12 @@ impl Metrics {
         self.change_feed_reads.clone()
     }
 
-    /// Counts one Authorize answer and its latency.
-    pub fn record_authorize(&self, decision: &Decision, latency: Duration) {
+    /// Counts one Authorize answer and, for a sampled call, its latency.
+    pub fn record_authorize(&self, decision: &Decision, latency: Option<Duration>) {
         self.authorize_results[AuthorizeResult::of(decision) as usize].inc();
-        self.authorize_latency.observe(latency);
+        if let Some(latency) = latency {
+            self.authorize_latency.observe(latency);
+        }
     }
 
     pub(crate) fn record_rpc(&self, rpc: String, status: Option<&http::HeaderValue>) {
@@ -296,7 +298,7 @@ mod tests {
         let metrics = Metrics::new();
         let unknown = Decision::Deny(DenyReason::UnknownToken);
         for micros in [1, 3, 3, 1_000_000] {
-            metrics.record_authorize(&unknown, Duration::from_micros(micros));
+            metrics.record_authorize(&unknown, Some(Duration::from_micros(micros)));
         }
         let page = metrics.encode(0, 0, chrono::Duration::zero());
         for line in [
