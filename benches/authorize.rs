@@ -24,6 +24,9 @@ use privint::index::TokenIndex;
 use privint::service::authorizer::Authorizer;
 use ring::rand::SystemRandom;
 
+#[path = "support/mod.rs"]
+mod support;
+
 const INTEGRATIONS: usize = 100_000;
 
 fn index_benches(c: &mut Criterion) {
@@ -155,34 +158,7 @@ fn grpc_benches(c: &mut Criterion) {
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         };
-        let claims = privint::grpc::auth::Claims {
-            sub: "bench".into(),
-            iss: "privint".into(),
-            aud: "privint".into(),
-            exp: (Utc::now().timestamp() + 3600) as u64,
-            nbf: None,
-            agency_id: Some("agency1".into()),
-            role: Some("agency_admin".into()),
-            location_ids: vec![],
-            permissions: None,
-        };
-        let jwt = jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(privint::config::DEV_SECRET.as_bytes()),
-        )
-        .expect("jwt");
-        let bearer: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {jwt}").parse().expect("metadata");
-        let mut api = pb::integration_service_client::IntegrationServiceClient::with_interceptor(
-            channel.clone(),
-            move |mut request: tonic::Request<()>| {
-                request
-                    .metadata_mut()
-                    .insert("authorization", bearer.clone());
-                Ok(request)
-            },
-        );
+        let mut api = support::admin_api(channel.clone(), privint::config::DEV_SECRET);
         let request = pb::CreateIntegrationRequest {
             agency_id: "agency1".into(),
             location_id: "loc1".into(),

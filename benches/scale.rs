@@ -15,6 +15,9 @@ use privint::grpc::pb;
 use sea_orm::{ConnectionTrait, Database, DbBackend};
 use tonic::transport::{Channel, Endpoint};
 
+#[path = "support/mod.rs"]
+mod support;
+
 const SECRET: &str = "scale-benchmark-secret-of-at-least-32-bytes";
 /// Real tokens created through the API, the ones the load presents.
 const KNOWN_TOKENS: usize = 64;
@@ -253,35 +256,8 @@ impl Server {
 
 /// Creates real integrations through the API and returns their tokens and locations.
 async fn known_tokens(server: &Server) -> Vec<(String, String)> {
-    let claims = privint::grpc::auth::Claims {
-        sub: "bench".into(),
-        iss: "privint".into(),
-        aud: "privint".into(),
-        exp: (Utc::now().timestamp() + 3600) as u64,
-        nbf: None,
-        agency_id: Some("agency1".into()),
-        role: Some("agency_admin".into()),
-        location_ids: vec![],
-        permissions: None,
-    };
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .expect("jwt");
-    let bearer: tonic::metadata::MetadataValue<_> =
-        format!("Bearer {jwt}").parse().expect("metadata");
     let channel = server.endpoint().connect().await.expect("connect");
-    let mut api = pb::integration_service_client::IntegrationServiceClient::with_interceptor(
-        channel,
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("authorization", bearer.clone());
-            Ok(request)
-        },
-    );
+    let mut api = support::admin_api(channel, SECRET);
     let mut tokens = Vec::new();
     for n in 0..KNOWN_TOKENS {
         let location = format!("bench-loc{n}");

@@ -174,6 +174,19 @@ type Api = pb::integration_service_client::IntegrationServiceClient<
 #[derive(Clone)]
 pub struct BearerJwt(MetadataValue<tonic::metadata::Ascii>);
 
+impl BearerJwt {
+    /// Returns the interceptor that sends `jwt` as a bearer token.
+    ///
+    /// # Errors
+    /// Returns an error if the JWT cannot be sent as metadata.
+    pub fn new(jwt: &str) -> anyhow::Result<Self> {
+        let bearer = format!("Bearer {jwt}")
+            .parse()
+            .context("the JWT is not valid metadata")?;
+        Ok(Self(bearer))
+    }
+}
+
 impl tonic::service::Interceptor for BearerJwt {
     fn call(
         &mut self,
@@ -219,12 +232,9 @@ pub async fn manage(client: ClientArgs, command: ManagementCommand) -> anyhow::R
     let jwt = client.jwt.context(
         "management commands need a JWT: pass --jwt or set PRIVINT_JWT (see privint dev-jwt)",
     )?;
-    let bearer = format!("Bearer {jwt}")
-        .parse()
-        .context("the JWT is not valid metadata")?;
     let mut api = pb::integration_service_client::IntegrationServiceClient::with_interceptor(
         channel,
-        BearerJwt(bearer),
+        BearerJwt::new(&jwt)?,
     );
     match command {
         ManagementCommand::Create(args) => create(&mut api, &out, args).await,

@@ -15,7 +15,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 
-pub use client::{AuthorizeArgs, ClientArgs, ManagementCommand};
+pub use client::{AuthorizeArgs, BearerJwt, ClientArgs, ManagementCommand};
 
 use crate::app::App;
 use crate::clock::SystemClock;
