@@ -13,7 +13,8 @@ both_backends!(
     every_deny_reason,
     account_rules,
     bearer_header_and_principal,
-    malformed_requests_are_errors
+    malformed_requests_are_errors,
+    a_retired_token_is_forgotten_after_the_retention
 );
 
 async fn every_deny_reason(backend: Backend) {
@@ -193,4 +194,44 @@ async fn malformed_requests_are_errors(backend: Backend) {
     common::assert_violation(&status, "required_scopes");
     assert!(!status.message().contains(&token));
     assert_eq!(status.code(), Code::InvalidArgument);
+}
+
+async fn a_retired_token_is_forgotten_after_the_retention(backend: Backend) {
+    let Some(db) = common::TestDb::new(backend).await else {
+        return;
+    };
+    let mut settings = common::settings(&db);
+    // The resync is what drops tokens past the retention: run it often.
+    settings.change_feed.resync_interval = std::time::Duration::from_secs(1);
+    let app = TestApp::spawn_with(db, settings, Default::default()).await;
+    let mut api = app.api().await;
+    let (integration, old) = create(&mut api).await;
+    let rotate = pb::RotateTokenRequest {
+        id: integration.id.clone(),
+        expire_old_now: true,
+        ..Default::default()
+    };
+    let new = api
+        .rotate_token(rotate)
+        .await
+        .expect("rotate")
+        .into_inner()
+        .token;
+    assert_eq!(
+        deny_reason(&authorize(&app, &old, &[]).await),
+        Some(RevokedToken)
+    );
+
+    // Past the retention (30 days by default), the revoked token costs nothing and is answered
+    // as a token that never existed; the current token, however old, still works.
+    app.advance(chrono::Duration::days(31));
+    let started = std::time::Instant::now();
+    while deny_reason(&authorize(&app, &old, &[]).await) != Some(UnknownToken) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "the retired token was never dropped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(deny_reason(&authorize(&app, &new, &[]).await), None);
 }
