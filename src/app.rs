@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{info, warn};
 
 use crate::clock::Clock;
@@ -241,8 +240,9 @@ where
             tower_http::trace::TraceLayer::new_for_grpc()
                 .make_span_with(crate::telemetry::rpc_span),
         )
-        .layer(cors(&config.cors_allowed_origins))
-        .layer(tonic_web::GrpcWebLayer::new())
+        .layer(crate::grpc::web::BrowserLayer::new(
+            &config.cors_allowed_origins,
+        ))
         .add_service(services.health)
         .add_service(reflection)
         .add_service(services.integrations)
@@ -348,28 +348,6 @@ fn server_tls(tls: &TlsConfig) -> ServerTlsConfig {
             .client_auth_optional(true),
         None => config,
     }
-}
-
-/// Returns a CORS layer allowing gRPC-web calls from `origins` (none if empty).
-fn cors(origins: &[http::HeaderValue]) -> CorsLayer {
-    use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName};
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-        .allow_methods([http::Method::POST, http::Method::OPTIONS])
-        .allow_headers([
-            CONTENT_TYPE,
-            AUTHORIZATION,
-            HeaderName::from_static("x-grpc-web"),
-            HeaderName::from_static("x-user-agent"),
-            HeaderName::from_static("grpc-timeout"),
-            HeaderName::from_static("traceparent"),
-        ])
-        .expose_headers([
-            HeaderName::from_static("grpc-status"),
-            HeaderName::from_static("grpc-message"),
-            HeaderName::from_static("grpc-status-details-bin"),
-        ])
-        .max_age(Duration::from_secs(24 * 60 * 60))
 }
 
 /// Completes on SIGTERM or SIGINT.

@@ -3,10 +3,10 @@
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::cli::BearerJwt;
 use crate::cli::output::Output;
 use crate::grpc::pb;
 
@@ -169,35 +169,6 @@ pub struct EventsArgs {
 type Api = pb::integration_service_client::IntegrationServiceClient<
     InterceptedService<Channel, BearerJwt>,
 >;
-
-/// Adds the management JWT to every call.
-#[derive(Clone)]
-pub struct BearerJwt(MetadataValue<tonic::metadata::Ascii>);
-
-impl BearerJwt {
-    /// Returns the interceptor that sends `jwt` as a bearer token.
-    ///
-    /// # Errors
-    /// Returns an error if the JWT cannot be sent as metadata.
-    pub fn new(jwt: &str) -> anyhow::Result<Self> {
-        let bearer = format!("Bearer {jwt}")
-            .parse()
-            .context("the JWT is not valid metadata")?;
-        Ok(Self(bearer))
-    }
-}
-
-impl tonic::service::Interceptor for BearerJwt {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
 
 async fn connect(client: &ClientArgs) -> anyhow::Result<Channel> {
     let endpoint = Endpoint::from_shared(client.addr.clone())?;

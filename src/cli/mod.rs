@@ -14,8 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
+use tonic::metadata::MetadataValue;
 
-pub use client::{AuthorizeArgs, BearerJwt, ClientArgs, ManagementCommand};
+pub use client::{AuthorizeArgs, ClientArgs, ManagementCommand};
 
 use crate::app::App;
 use crate::clock::SystemClock;
@@ -169,4 +170,33 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Adds the management JWT to every call.
+#[derive(Clone)]
+pub struct BearerJwt(MetadataValue<tonic::metadata::Ascii>);
+
+impl BearerJwt {
+    /// Returns the interceptor that sends `jwt` as a bearer token.
+    ///
+    /// # Errors
+    /// Returns an error if the JWT cannot be sent as metadata.
+    pub fn new(jwt: &str) -> anyhow::Result<Self> {
+        let bearer = format!("Bearer {jwt}")
+            .parse()
+            .context("the JWT is not valid metadata")?;
+        Ok(Self(bearer))
+    }
+}
+
+impl tonic::service::Interceptor for BearerJwt {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
 }
