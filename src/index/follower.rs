@@ -25,8 +25,8 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::domain::error::Error;
 use crate::domain::integration::IntegrationId;
-use crate::index::TokenIndex;
 use crate::index::feed::EventFeed;
+use crate::index::{RangeDigest, TokenIndex};
 use crate::store::Store;
 
 /// How many integrations one read of a load or resync takes: a chunk's rows are all that is in
@@ -83,9 +83,12 @@ pub async fn resync(
     started: DateTime<Utc>,
 ) -> Result<usize, Error> {
     index.drop_ended(started);
-    let mut stored = vec![(0, 0); 256];
+    let mut stored = vec![RangeDigest::default(); 256];
     for digest in store.range_digests().await? {
-        stored[usize::from(digest.range)] = (digest.integrations, digest.versions);
+        stored[usize::from(digest.range)] = RangeDigest {
+            integrations: digest.integrations,
+            versions: digest.versions,
+        };
     }
     // A version the index has and the store has not yet is a change committed after the read:
     // its range is reloaded too, harmlessly.

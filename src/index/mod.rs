@@ -12,6 +12,7 @@
 //! interned. Tokens that ended longer than the retention ago are dropped.
 //! The index itself does not read the database and decides nothing: see `domain::decision`.
 
+mod apply;
 pub mod feed;
 pub mod follower;
 pub mod recorder;
@@ -32,10 +33,10 @@ use crate::domain::account::AccountId;
 use crate::domain::decision::{
     Decision, DenyReason, Grant, Revocation, Target, TokenState, authorize,
 };
-use crate::domain::integration::{Integration, TokenRecord};
 use crate::domain::scope::{Catalog, ScopeBits};
 use crate::domain::token::TokenHash;
 use crate::index::table::{Keyed, Table};
+use crate::store::range_of;
 
 /// An integration's grant as the index holds it: shared by the integration's tokens.
 #[derive(Debug)]
@@ -121,7 +122,7 @@ pub struct TokenIndex {
     tokens: Table<TokenSlot>,
     catalog: Arc<Catalog>,
     /// Writers hold this while applying, so two writers never interleave; readers never take it.
-    writer: Mutex<Interned>,
+    writer: Mutex<Writer>,
     /// Every change committed before this time (Unix milliseconds) is applied; 0 until loaded.
     synced_at_millis: AtomicI64,
     /// Tokens used since the recorder last took their use.
@@ -132,10 +133,46 @@ pub struct TokenIndex {
     retention: Duration,
 }
 
-/// Values shared by many grants, kept once.
-#[derive(Default)]
-struct Interned {
+/// What writers keep beside the slots.
+struct Writer {
+    /// Agency ids, shared by many grants, kept once.
     agencies: HashSet<AccountId>,
+    /// For each range of integrations (see `store::range_of`): how many have a current token
+    /// here, and the sum of their versions. Kept up to date by every slot change, so the resync
+    /// compares it with the database's without a scan.
+    ranges: Vec<RangeDigest>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self {
+            agencies: HashSet::new(),
+            ranges: vec![RangeDigest::default(); 256],
+        }
+    }
+}
+
+/// How many integrations of a range have a current token, and the sum of their versions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RangeDigest {
+    pub integrations: i64,
+    pub versions: i64,
+}
+
+impl RangeDigest {
+    fn add(&mut self, version: u32, sign: i64) {
+        self.integrations += sign;
+        self.versions += sign * i64::from(version);
+    }
+}
+
+/// Returns the range and version a slot counts for in the range digests: only an integration's
+/// current token counts, once for its integration.
+fn counted(slot: &TokenSlot) -> Option<(usize, u32)> {
+    is_current(&slot.state()).then(|| {
+        let range = usize::from(range_of(&slot.grant.grant.integration_id));
+        (range, slot.grant.version)
+    })
 }
 
 impl TokenIndex {
@@ -235,126 +272,11 @@ impl TokenIndex {
     pub fn reserve(&self, additional: usize) {
         self.tokens.reserve(additional);
     }
-
-    /// Applies the state of `integration` and of the tokens that left its slots, at `now`.
-    /// A token already written by a newer state of the integration (a higher version) keeps
-    /// its slot; retired tokens always apply, since retirement is final. Tokens that ended
-    /// before the retention are not added.
-    pub fn apply(&self, integration: &Integration, retired: &[TokenRecord], now: DateTime<Utc>) {
-        let mut interned = lock(&self.writer);
-        let cutoff = (now - self.retention).timestamp_millis();
-        let version = integration.version;
-        let mut grant: Option<Arc<IndexedGrant>> = None;
-        let mut grant = |existing: Option<&Arc<IndexedGrant>>| -> Arc<IndexedGrant> {
-            // A state applied again (by the feed after this replica's own change, or by a
-            // resync) shares the grant its tokens already have.
-            if let Some(existing) = existing.filter(|it| it.version == grant_version(version)) {
-                return Arc::clone(existing);
-            }
-            let made = grant.get_or_insert_with(|| {
-                Arc::new(IndexedGrant {
-                    grant: Grant {
-                        integration_id: integration.id.uuid(),
-                        agency_id: intern(&mut interned.agencies, &integration.owner.agency_id),
-                        location_id: integration.owner.location_id.clone(),
-                        scopes: self.catalog.bits(&integration.scopes),
-                    },
-                    version: grant_version(version),
-                    required: Default::default(),
-                    dirty: AtomicBool::new(false),
-                })
-            });
-            // What the older grant counted and the recorder has not taken yet stays visible to
-            // this replica's reads (the older grant still writes it, as it is in the list).
-            if let Some(existing) = existing {
-                self.carry_required(existing, made);
-            }
-            Arc::clone(made)
-        };
-        // A token out of its slots never returns to them, so its end applies whatever the
-        // version: a state applied late must still revoke what it revoked. One that had already
-        // expired by time keeps saying so.
-        for token in retired {
-            let revoke_time = token.revoke_time.unwrap_or(integration.update_time);
-            let state = TokenState::new(token.expire_time, Some(revoke_time), false);
-            self.upsert(token, state, version, cutoff, &mut grant, true);
-        }
-        let slotted = integration
-            .current
-            .iter()
-            .map(|token| (token, false))
-            .chain(integration.previous.iter().map(|token| (token, true)));
-        for (token, is_previous) in slotted {
-            let state = TokenState::new(token.expire_time, token.revoke_time, is_previous);
-            self.upsert(token, state, version, cutoff, &mut grant, false);
-        }
-    }
-
-    fn upsert(
-        &self,
-        token: &TokenRecord,
-        state: TokenState,
-        version: i64,
-        cutoff: i64,
-        grant: &mut impl FnMut(Option<&Arc<IndexedGrant>>) -> Arc<IndexedGrant>,
-        retired: bool,
-    ) {
-        self.tokens.upsert(&token.hash, |slot| {
-            let Some(slot) = slot else {
-                // A token out of the current slot that ended before the retention is not worth
-                // its slot.
-                if !is_current(&state) && state.end_millis < cutoff {
-                    return None;
-                }
-                return Some(TokenSlot {
-                    hash: token.hash,
-                    token_id: token.id.uuid(),
-                    grant: grant(None),
-                    end_millis: state.end_millis,
-                    revocation: state.revocation,
-                    is_previous: state.is_previous,
-                    last_used: AtomicI64::new(0),
-                    calls: AtomicU64::new(0),
-                    dirty: AtomicBool::new(false),
-                });
-            };
-            if retired {
-                // Retired once, retired for good; an earlier end stands.
-                if slot.revocation == Revocation::None || state.end_millis < slot.end_millis {
-                    slot.set_state(state);
-                }
-                if slot.grant.version < grant_version(version) {
-                    slot.grant = grant(Some(&slot.grant));
-                }
-            } else if slot.grant.version <= grant_version(version)
-                && slot.revocation == Revocation::None
-            {
-                // A revocation is final: no state puts a revoked token back to work.
-                slot.set_state(state);
-                slot.grant = grant(Some(&slot.grant));
-            }
-            None
-        });
-    }
 }
 
 /// Returns true for the current token of its integration: neither retired nor previous.
 pub(crate) fn is_current(state: &TokenState) -> bool {
     state.revocation == Revocation::None && !state.is_previous
-}
-
-fn grant_version(version: i64) -> u32 {
-    u32::try_from(version.max(0)).unwrap_or(u32::MAX)
-}
-
-fn intern(agencies: &mut HashSet<AccountId>, id: &AccountId) -> AccountId {
-    match agencies.get(id) {
-        Some(known) => known.clone(),
-        None => {
-            agencies.insert(id.clone());
-            id.clone()
-        }
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

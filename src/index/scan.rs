@@ -3,8 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::index::{TokenIndex, is_current, lock};
-use crate::store::range_of;
+use crate::index::{RangeDigest, TokenIndex, is_current, lock};
 
 impl TokenIndex {
     /// Returns how many tokens authorize at `now`: not revoked and not expired. Scans the index.
@@ -32,17 +31,20 @@ impl TokenIndex {
 
     /// Returns, for each range of integrations (see `store::range_of`), how many have a current
     /// token here and the sum of their versions: what the store counts the same way, so a range
-    /// that differs is one to reload. Scans the index (in memory, a few milliseconds at a
-    /// million tokens).
-    pub fn range_digests(&self) -> Vec<(i64, i64)> {
-        let mut digests = vec![(0, 0); 256];
+    /// that differs is one to reload. Kept up to date by the writers: no scan.
+    pub fn range_digests(&self) -> Vec<RangeDigest> {
+        lock(&self.writer).ranges.clone()
+    }
+
+    /// Returns the range digests counted afresh from every slot: what `range_digests` must equal.
+    #[cfg(test)]
+    pub(super) fn range_digests_by_scan(&self) -> Vec<RangeDigest> {
+        let mut ranges = vec![RangeDigest::default(); 256];
         self.tokens.for_each(|slot| {
-            if is_current(&slot.state()) {
-                let digest = &mut digests[usize::from(range_of(&slot.grant.grant.integration_id))];
-                digest.0 += 1;
-                digest.1 += i64::from(slot.grant.version);
+            if let Some((range, version)) = crate::index::counted(slot) {
+                ranges[range].add(version, 1);
             }
         });
-        digests
+        ranges
     }
 }

@@ -7,7 +7,8 @@ use super::*;
 use crate::domain::account::Owner;
 use crate::domain::decision::Target;
 use crate::domain::integration::{
-    Description, Draft, ExpireTarget, IntegrationId, IntegrationName, OldTokens, TokenId,
+    Description, Draft, ExpireTarget, Integration, IntegrationId, IntegrationName, OldTokens,
+    TokenId, TokenRecord,
 };
 use crate::domain::scope::Scope;
 use crate::domain::token::PlainToken;
@@ -114,6 +115,7 @@ fn a_late_older_state_still_revokes() {
     index.apply(&after_first, &first.retired, at);
     index.apply(&after_first, &first.retired, at);
     let later = at + Duration::seconds(1);
+    assert_eq!(index.range_digests(), index.range_digests_by_scan());
     assert!(!allows(&index, &t0, later), "revoked by the first rotation");
     assert!(
         !allows(&index, &t1, later),
@@ -197,6 +199,10 @@ fn memory_stays_flat_over_a_year_of_rotations() {
     }
     // At most a current and a previous token each, plus those ended within the retention.
     assert!(most <= 300, "the index grew to {most} tokens");
+    // The range digests kept by the writers are what a count from scratch finds.
+    assert_eq!(index.range_digests(), index.range_digests_by_scan());
+    let counted: i64 = index.range_digests().iter().map(|it| it.integrations).sum();
+    assert_eq!(counted, 100, "one current token per integration");
     // Day 365 is within the grace window of the rotation on day 360.
     assert_eq!(index.live_count(now), 200);
 }

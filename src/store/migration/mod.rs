@@ -9,6 +9,7 @@ mod m20261125_000001_token_last_used;
 mod m20261125_000002_scope_usage;
 mod m20261125_000003_token_daily_usage;
 mod m20261125_000004_integration_ranges;
+mod m20261125_000005_range_digests;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_scope_usage::Migration),
             Box::new(m20261125_000003_token_daily_usage::Migration),
             Box::new(m20261125_000004_integration_ranges::Migration),
+            Box::new(m20261125_000005_range_digests::Migration),
         ]
     }
 }

@@ -1,0 +1,109 @@
+//! Each range's digest, kept up to date by the database itself: how many integrations of the
+//! range have a current token, and the sum of their versions. Triggers on `integrations` keep it,
+//! so a change made by hand counts too, and the resync reads 256 rows instead of the table.
+
+use sea_orm::DbBackend;
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+const CREATE: &str = "CREATE TABLE integration_ranges (
+    range_key TEXT PRIMARY KEY,
+    integrations BIGINT NOT NULL,
+    versions BIGINT NOT NULL
+)";
+
+const FILL: &str = "INSERT INTO integration_ranges (range_key, integrations, versions)
+    SELECT substr(id, 35, 2), COUNT(*), SUM(version) FROM integrations
+    WHERE current_token_id IS NOT NULL GROUP BY substr(id, 35, 2)";
+
+const POSTGRES: &str = "CREATE FUNCTION privint_integration_ranges() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.current_token_id IS NOT NULL THEN
+        UPDATE integration_ranges
+        SET integrations = integrations - 1, versions = versions - OLD.version
+        WHERE range_key = substr(OLD.id, 35, 2);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.current_token_id IS NOT NULL THEN
+        INSERT INTO integration_ranges (range_key, integrations, versions)
+        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
+        ON CONFLICT (range_key) DO UPDATE
+        SET integrations = integration_ranges.integrations + 1,
+            versions = integration_ranges.versions + EXCLUDED.versions;
+    END IF;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER integration_ranges AFTER INSERT OR UPDATE OR DELETE ON integrations
+FOR EACH ROW EXECUTE FUNCTION privint_integration_ranges();";
+
+const SQLITE_TRIGGERS: [&str; 4] = [
+    "CREATE TRIGGER integration_ranges_insert AFTER INSERT ON integrations
+     WHEN NEW.current_token_id IS NOT NULL BEGIN
+        INSERT INTO integration_ranges (range_key, integrations, versions)
+        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
+        ON CONFLICT (range_key) DO UPDATE
+        SET integrations = integrations + 1, versions = versions + excluded.versions;
+     END",
+    "CREATE TRIGGER integration_ranges_update_old AFTER UPDATE ON integrations
+     WHEN OLD.current_token_id IS NOT NULL BEGIN
+        UPDATE integration_ranges
+        SET integrations = integrations - 1, versions = versions - OLD.version
+        WHERE range_key = substr(OLD.id, 35, 2);
+     END",
+    "CREATE TRIGGER integration_ranges_update_new AFTER UPDATE ON integrations
+     WHEN NEW.current_token_id IS NOT NULL BEGIN
+        INSERT INTO integration_ranges (range_key, integrations, versions)
+        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
+        ON CONFLICT (range_key) DO UPDATE
+        SET integrations = integrations + 1, versions = versions + excluded.versions;
+     END",
+    "CREATE TRIGGER integration_ranges_delete AFTER DELETE ON integrations
+     WHEN OLD.current_token_id IS NOT NULL BEGIN
+        UPDATE integration_ranges
+        SET integrations = integrations - 1, versions = versions - OLD.version
+        WHERE range_key = substr(OLD.id, 35, 2);
+     END",
+];
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        db.execute_unprepared(CREATE).await?;
+        db.execute_unprepared(FILL).await?;
+        match manager.get_database_backend() {
+            DbBackend::Sqlite => {
+                for trigger in SQLITE_TRIGGERS {
+                    db.execute_unprepared(trigger).await?;
+                }
+            }
+            _ => {
+                db.execute_unprepared(POSTGRES).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        match manager.get_database_backend() {
+            DbBackend::Sqlite => {
+                for name in ["insert", "update_old", "update_new", "delete"] {
+                    db.execute_unprepared(&format!("DROP TRIGGER integration_ranges_{name}"))
+                        .await?;
+                }
+            }
+            _ => {
+                db.execute_unprepared("DROP TRIGGER integration_ranges ON integrations")
+                    .await?;
+                db.execute_unprepared("DROP FUNCTION privint_integration_ranges()")
+                    .await?;
+            }
+        }
+        db.execute_unprepared("DROP TABLE integration_ranges")
+            .await?;
+        Ok(())
+    }
+}
