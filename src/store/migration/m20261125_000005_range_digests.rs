@@ -18,26 +18,52 @@ const FILL: &str = "INSERT INTO integration_ranges (range_key, integrations, ver
     SELECT substr(id, 35, 2), COUNT(*), SUM(version) FROM integrations
     WHERE current_token_id IS NOT NULL GROUP BY substr(id, 35, 2)";
 
+/// On PostgreSQL, statement-level triggers with transition tables: one aggregate per statement,
+/// so a bulk load costs one upsert per range rather than one per row. Ranges are upserted in
+/// key order, so two statements never wait on each other's rows in a cycle.
 const POSTGRES: &str = "CREATE FUNCTION privint_integration_ranges() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.current_token_id IS NOT NULL THEN
-        UPDATE integration_ranges
-        SET integrations = integrations - 1, versions = versions - OLD.version
-        WHERE range_key = substr(OLD.id, 35, 2);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.current_token_id IS NOT NULL THEN
+    IF TG_OP = 'INSERT' THEN
         INSERT INTO integration_ranges (range_key, integrations, versions)
-        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
+        SELECT substr(id, 35, 2), COUNT(*), SUM(version) FROM new_rows
+        WHERE current_token_id IS NOT NULL GROUP BY 1 ORDER BY 1
         ON CONFLICT (range_key) DO UPDATE
-        SET integrations = integration_ranges.integrations + 1,
+        SET integrations = integration_ranges.integrations + EXCLUDED.integrations,
+            versions = integration_ranges.versions + EXCLUDED.versions;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO integration_ranges (range_key, integrations, versions)
+        SELECT range_key, SUM(n), SUM(v) FROM (
+            SELECT substr(id, 35, 2) AS range_key, 1 AS n, version AS v FROM new_rows
+            WHERE current_token_id IS NOT NULL
+            UNION ALL
+            SELECT substr(id, 35, 2), -1, -version FROM old_rows
+            WHERE current_token_id IS NOT NULL
+        ) AS changes GROUP BY range_key ORDER BY range_key
+        ON CONFLICT (range_key) DO UPDATE
+        SET integrations = integration_ranges.integrations + EXCLUDED.integrations,
+            versions = integration_ranges.versions + EXCLUDED.versions;
+    ELSE
+        INSERT INTO integration_ranges (range_key, integrations, versions)
+        SELECT substr(id, 35, 2), -COUNT(*), -SUM(version) FROM old_rows
+        WHERE current_token_id IS NOT NULL GROUP BY 1 ORDER BY 1
+        ON CONFLICT (range_key) DO UPDATE
+        SET integrations = integration_ranges.integrations + EXCLUDED.integrations,
             versions = integration_ranges.versions + EXCLUDED.versions;
     END IF;
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
-CREATE TRIGGER integration_ranges AFTER INSERT OR UPDATE OR DELETE ON integrations
-FOR EACH ROW EXECUTE FUNCTION privint_integration_ranges();";
+CREATE TRIGGER integration_ranges_insert AFTER INSERT ON integrations
+REFERENCING NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION privint_integration_ranges();
+CREATE TRIGGER integration_ranges_update AFTER UPDATE ON integrations
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION privint_integration_ranges();
+CREATE TRIGGER integration_ranges_delete AFTER DELETE ON integrations
+REFERENCING OLD TABLE AS old_rows
+FOR EACH STATEMENT EXECUTE FUNCTION privint_integration_ranges();";
 
+/// On SQLite (no statement-level triggers), one trigger per row change.
 const SQLITE_TRIGGERS: [&str; 4] = [
     "CREATE TRIGGER integration_ranges_insert AFTER INSERT ON integrations
      WHEN NEW.current_token_id IS NOT NULL BEGIN
@@ -96,8 +122,12 @@ impl MigrationTrait for Migration {
                 }
             }
             _ => {
-                db.execute_unprepared("DROP TRIGGER integration_ranges ON integrations")
+                for name in ["insert", "update", "delete"] {
+                    db.execute_unprepared(&format!(
+                        "DROP TRIGGER integration_ranges_{name} ON integrations"
+                    ))
                     .await?;
+                }
                 db.execute_unprepared("DROP FUNCTION privint_integration_ranges()")
                     .await?;
             }
