@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
 use chrono::{DateTime, Utc};
 
@@ -116,7 +116,7 @@ impl<G: FnMut(Option<&Arc<IndexedGrant>>) -> Arc<IndexedGrant>> Applying<'_, G> 
                     end_millis: state.end_millis,
                     revocation: state.revocation,
                     is_previous: state.is_previous,
-                    last_used: AtomicI64::new(0),
+                    last_used: AtomicU32::new(0),
                     calls: AtomicU64::new(0),
                     dirty: AtomicBool::new(false),
                 };

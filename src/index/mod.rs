@@ -23,7 +23,7 @@ mod usage;
 pub use crate::index::usage::{UnrecordedScopes, UnrecordedUse};
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
@@ -67,8 +67,9 @@ struct TokenSlot {
     end_millis: i64,
     revocation: Revocation,
     is_previous: bool,
-    /// Unix milliseconds of the last allowed call; 0 for never (on this replica).
-    last_used: AtomicI64,
+    /// Unix seconds of the last allowed call; 0 for never (on this replica). Seconds are what
+    /// owners need to know, and four bytes fewer per token.
+    last_used: AtomicU32,
     /// Calls since the recorder last took them: allowed in the low half, denied in the high.
     calls: AtomicU64,
     /// True while the slot waits in the recorder's list.
@@ -220,9 +221,10 @@ impl TokenIndex {
             let allowed = matches!(decision, Decision::Allow { .. });
             if allowed {
                 // A plain load and store: the time only moves forward in practice, and a race
-                // between two calls of one millisecond loses nothing worth a read-modify-write.
-                if slot.last_used.load(Ordering::Relaxed) < now_millis {
-                    slot.last_used.store(now_millis, Ordering::Relaxed);
+                // between two calls of one second loses nothing worth a read-modify-write.
+                let now_seconds = u32::try_from(now_millis / 1000).unwrap_or(u32::MAX);
+                if slot.last_used.load(Ordering::Relaxed) < now_seconds {
+                    slot.last_used.store(now_seconds, Ordering::Relaxed);
                 }
                 slot.calls.fetch_add(1, Ordering::Relaxed);
                 self.required_scopes(&slot.grant, required);

@@ -240,6 +240,6 @@ fn the_recorder_takes_only_what_was_used() {
 // reference counts of its `Arc`), with account ids of up to 23 bytes inline.
 #[test]
 fn slots_and_grants_stay_small() {
-    assert_eq!(std::mem::size_of::<TokenSlot>(), 88);
+    assert_eq!(std::mem::size_of::<TokenSlot>(), 80);
     assert_eq!(std::mem::size_of::<IndexedGrant>(), 104);
 }

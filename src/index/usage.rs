@@ -66,11 +66,11 @@ impl TokenIndex {
 
     /// Returns when the token with this digest last authorized a call, as this replica knows it.
     pub fn last_used(&self, token_hash: &TokenHash) -> Option<DateTime<Utc>> {
-        let millis = self.tokens.read(token_hash, |slot| {
+        let seconds = self.tokens.read(token_hash, |slot| {
             slot.map_or(0, |slot| slot.last_used.load(Ordering::Relaxed))
         });
-        (millis > 0)
-            .then(|| DateTime::from_timestamp_millis(millis))
+        (seconds > 0)
+            .then(|| DateTime::from_timestamp(i64::from(seconds), 0))
             .flatten()
     }
 
@@ -105,7 +105,7 @@ impl TokenIndex {
                 token_hash: hash,
                 token_id: TokenId::from_uuid(token_id),
                 time: (allowed > 0)
-                    .then(|| DateTime::from_timestamp_millis(last_used))
+                    .then(|| DateTime::from_timestamp(i64::from(last_used), 0))
                     .flatten(),
                 allowed,
                 denied: calls >> 32,
