@@ -21,7 +21,11 @@ impl TokenIndex {
     /// current slot that ended before the retention are not added.
     pub fn apply(&self, integration: &Integration, retired: &[TokenRecord], now: DateTime<Utc>) {
         let mut writer = lock(&self.writer);
-        let Writer { agencies, ranges } = &mut *writer;
+        let Writer {
+            agencies,
+            ranges,
+            next_end_millis,
+        } = &mut *writer;
         let version = grant_version(integration.version);
         let mut made: Option<Arc<IndexedGrant>> = None;
         let grant = |existing: Option<&Arc<IndexedGrant>>| -> Arc<IndexedGrant> {
@@ -56,6 +60,7 @@ impl TokenIndex {
             cutoff: (now - self.retention).timestamp_millis(),
             grant,
             ranges,
+            next_end_millis,
         };
         // A token out of its slots never returns to them, so its end applies whatever the
         // version: a state applied late must still revoke what it revoked. One that had already
@@ -86,6 +91,7 @@ struct Applying<'a, G> {
     /// Returns the grant of the state, given the one a slot has (shared if of the same version).
     grant: G,
     ranges: &'a mut [RangeDigest],
+    next_end_millis: &'a mut i64,
 }
 
 impl<G: FnMut(Option<&Arc<IndexedGrant>>) -> Arc<IndexedGrant>> Applying<'_, G> {
@@ -95,11 +101,15 @@ impl<G: FnMut(Option<&Arc<IndexedGrant>>) -> Arc<IndexedGrant>> Applying<'_, G> 
             cutoff,
             grant,
             ranges,
+            next_end_millis,
             ..
         } = self;
         let mut count = |slot: &TokenSlot, sign| {
-            if let Some((range, version)) = counted(slot) {
-                ranges[range].add(version, sign);
+            match counted(slot) {
+                Some((range, version)) => ranges[range].add(version, sign),
+                // A token out of its current slot will be dropped after its end.
+                None if sign > 0 => **next_end_millis = (**next_end_millis).min(slot.end_millis),
+                None => {}
             }
         };
         self.index.tokens.upsert(&token.hash, |slot| {

@@ -142,6 +142,9 @@ struct Writer {
     /// here, and the sum of their versions. Kept up to date by every slot change, so the resync
     /// compares it with the database's without a scan.
     ranges: Vec<RangeDigest>,
+    /// The earliest end (Unix milliseconds) of a token out of its current slot: before the
+    /// retention passes it, there is nothing to drop and no scan to make.
+    next_end_millis: i64,
 }
 
 impl Default for Writer {
@@ -149,6 +152,7 @@ impl Default for Writer {
         Self {
             agencies: HashSet::new(),
             ranges: vec![RangeDigest::default(); 256],
+            next_end_millis: i64::MAX,
         }
     }
 }

@@ -1,7 +1,10 @@
 //! Walks over the whole index: counting live tokens, the range digests the resync compares with
 //! the store, and dropping tokens past the retention. None runs on the Authorize path.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
+
+/// How long a token may stay past the retention so that drops come in batches.
+const DROP_BATCH: Duration = Duration::hours(1);
 
 use crate::index::{RangeDigest, TokenIndex, is_current, lock};
 
@@ -22,11 +25,26 @@ impl TokenIndex {
     /// ended before `now` minus the retention: Authorize answers UNKNOWN_TOKEN for them from then
     /// on. A current token stays until its integration moves on, expired or not (one per
     /// integration at most). Returns how many were dropped.
+    ///
+    /// It scans the index only when a token is due, and then not before it has been due for
+    /// `DROP_BATCH`, so drops come in batches, at most one scan per batch period.
     pub fn drop_ended(&self, now: DateTime<Utc>) -> usize {
         let cutoff = (now - self.retention).timestamp_millis();
-        let _writer = lock(&self.writer);
-        self.tokens
-            .retain(|slot| is_current(&slot.state()) || slot.end_millis >= cutoff)
+        let mut writer = lock(&self.writer);
+        let batch = DROP_BATCH.num_milliseconds();
+        if cutoff < writer.next_end_millis.saturating_add(batch) {
+            return 0;
+        }
+        let mut next_end_millis = i64::MAX;
+        let dropped = self.tokens.retain(|slot| {
+            let keep = is_current(&slot.state()) || slot.end_millis >= cutoff;
+            if keep && !is_current(&slot.state()) {
+                next_end_millis = next_end_millis.min(slot.end_millis);
+            }
+            keep
+        });
+        writer.next_end_millis = next_end_millis;
+        dropped
     }
 
     /// Returns, for each range of integrations (see `store::range_of`), how many have a current
