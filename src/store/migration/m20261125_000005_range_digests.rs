@@ -63,35 +63,27 @@ CREATE TRIGGER integration_ranges_delete AFTER DELETE ON integrations
 REFERENCING OLD TABLE AS old_rows
 FOR EACH STATEMENT EXECUTE FUNCTION privint_integration_ranges();";
 
-/// On SQLite (no statement-level triggers), one trigger per row change.
-const SQLITE_TRIGGERS: [&str; 4] = [
-    "CREATE TRIGGER integration_ranges_insert AFTER INSERT ON integrations
-     WHEN NEW.current_token_id IS NOT NULL BEGIN
-        INSERT INTO integration_ranges (range_key, integrations, versions)
-        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
-        ON CONFLICT (range_key) DO UPDATE
-        SET integrations = integrations + 1, versions = versions + excluded.versions;
-     END",
-    "CREATE TRIGGER integration_ranges_update_old AFTER UPDATE ON integrations
-     WHEN OLD.current_token_id IS NOT NULL BEGIN
-        UPDATE integration_ranges
-        SET integrations = integrations - 1, versions = versions - OLD.version
-        WHERE range_key = substr(OLD.id, 35, 2);
-     END",
-    "CREATE TRIGGER integration_ranges_update_new AFTER UPDATE ON integrations
-     WHEN NEW.current_token_id IS NOT NULL BEGIN
-        INSERT INTO integration_ranges (range_key, integrations, versions)
-        VALUES (substr(NEW.id, 35, 2), 1, NEW.version)
-        ON CONFLICT (range_key) DO UPDATE
-        SET integrations = integrations + 1, versions = versions + excluded.versions;
-     END",
-    "CREATE TRIGGER integration_ranges_delete AFTER DELETE ON integrations
-     WHEN OLD.current_token_id IS NOT NULL BEGIN
-        UPDATE integration_ranges
-        SET integrations = integrations - 1, versions = versions - OLD.version
-        WHERE range_key = substr(OLD.id, 35, 2);
-     END",
+/// On SQLite (no statement-level triggers), one trigger per row change: `(name, event, row,
+/// sign)` adds (`+`) the new row's count or takes away (`-`) the old row's.
+const SQLITE_TRIGGERS: [(&str, &str, &str, &str); 4] = [
+    ("insert", "INSERT", "NEW", "+"),
+    ("update_old", "UPDATE", "OLD", "-"),
+    ("update_new", "UPDATE", "NEW", "+"),
+    ("delete", "DELETE", "OLD", "-"),
 ];
+
+fn sqlite_trigger((name, event, row, sign): (&str, &str, &str, &str)) -> String {
+    format!(
+        "CREATE TRIGGER integration_ranges_{name} AFTER {event} ON integrations
+         WHEN {row}.current_token_id IS NOT NULL BEGIN
+            INSERT INTO integration_ranges (range_key, integrations, versions)
+            VALUES (substr({row}.id, 35, 2), {sign}1, {sign}{row}.version)
+            ON CONFLICT (range_key) DO UPDATE
+            SET integrations = integrations + excluded.integrations,
+                versions = versions + excluded.versions;
+         END"
+    )
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -102,7 +94,7 @@ impl MigrationTrait for Migration {
         match manager.get_database_backend() {
             DbBackend::Sqlite => {
                 for trigger in SQLITE_TRIGGERS {
-                    db.execute_unprepared(trigger).await?;
+                    db.execute_unprepared(&sqlite_trigger(trigger)).await?;
                 }
             }
             _ => {
@@ -116,7 +108,7 @@ impl MigrationTrait for Migration {
         let db = manager.get_connection();
         match manager.get_database_backend() {
             DbBackend::Sqlite => {
-                for name in ["insert", "update_old", "update_new", "delete"] {
+                for (name, ..) in SQLITE_TRIGGERS {
                     db.execute_unprepared(&format!("DROP TRIGGER integration_ranges_{name}"))
                         .await?;
                 }
