@@ -56,10 +56,7 @@ pub fn daily_usage(
 
 /// Returns the scopes of `granted` that are not in `required`, the scopes allowed calls required
 /// within the window.
-pub fn unused_scopes<'a>(
-    granted: &ScopeSet,
-    mut required: impl FnMut(&Scope) -> bool + 'a,
-) -> ScopeSet {
+pub fn unused_scopes(granted: &ScopeSet, mut required: impl FnMut(&Scope) -> bool) -> ScopeSet {
     ScopeSet::new(
         granted
             .as_slice()
