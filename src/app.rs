@@ -10,7 +10,6 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
@@ -23,6 +22,7 @@ use crate::index::TokenIndex;
 use crate::index::feed::EventFeed;
 use crate::index::follower::Follower;
 use crate::metrics::{Metrics, RpcMetricsLayer};
+use crate::port::{ActivityLayer, PortLimits};
 use crate::service::authorizer::Authorizer;
 use crate::service::events::Events;
 use crate::service::lifecycle::Integrations;
@@ -227,14 +227,32 @@ where
 {
     let reflection =
         crate::grpc::reflection_service().context("cannot build the reflection service")?;
+    let port = &config.port;
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
         builder = builder
-            .tls_config(server_tls(tls))
+            .tls_config(server_tls(tls).timeout(port.handshake_timeout))
             .context("invalid TLS configuration")?;
     }
+    let limits = PortLimits {
+        max_connections: port.max_connections,
+        handshake_timeout: port.handshake_timeout,
+        idle_timeout: port.idle_timeout,
+        tcp_keepalive: port.keepalive_interval,
+    };
+    let incoming = crate::port::incoming(listener, limits, metrics.port());
     Ok(builder
         .accept_http1(true)
+        .timeout(port.request_timeout)
+        .max_concurrent_streams(port.max_streams_per_connection)
+        .http2_keepalive_interval(Some(port.keepalive_interval))
+        .http2_keepalive_timeout(Some(port.keepalive_timeout))
+        .http2_max_header_list_size(port.max_header_bytes)
+        // A header block in one frame that is over the limit is refused alone; split into more
+        // CONTINUATION frames than the limit needs, h2 closes the connection. Large frames let
+        // clients send a big block in one.
+        .max_frame_size(MAX_FRAME_BYTES)
+        .layer(ActivityLayer)
         .layer(RpcMetricsLayer(Arc::clone(metrics)))
         .layer(
             tower_http::trace::TraceLayer::new_for_grpc()
@@ -243,17 +261,16 @@ where
         .layer(crate::grpc::web::BrowserLayer::new(
             &config.cors_allowed_origins,
         ))
+        .layer(crate::grpc::undecodable::UndecodableLayer)
         .add_service(services.health)
         .add_service(reflection)
         .add_service(services.integrations)
         .add_service(services.authorizer)
-        .serve_with_incoming_shutdown(
-            // Every accepted connection sends at once: without TCP_NODELAY, Nagle's algorithm
-            // meets the client's delayed ACKs and a small response can wait 40 ms.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop.clone().cancelled_owned(),
-        ))
+        .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }
+
+/// The largest HTTP/2 frame clients may send (HTTP/2 allows up to 16 MiB).
+const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// Returns the function that renders the metrics page, with the token gauges of `authorizer`
 /// once it is ready.
@@ -286,7 +303,7 @@ async fn start_services(
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Started> {
-    let store = Store::connect(config.database_url.expose_secret())
+    let store = Store::connect(config.database_url.expose_secret(), &config.database)
         .await
         .context("cannot connect to the database")?;
     store
@@ -319,7 +336,11 @@ async fn start_services(
         config.change_feed.clone(),
         Arc::clone(&feed),
     );
-    let events = Arc::new(Events::new(store.clone(), feed));
+    let events = Arc::new(Events::new(
+        store.clone(),
+        feed,
+        config.port.max_watch_subscribers,
+    ));
     let integrations = Integrations::new(
         store,
         Arc::clone(&index),

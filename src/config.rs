@@ -1,5 +1,6 @@
 //! Configuration: `Settings` as read (a TOML file plus `APP__SECTION__KEY` environment
 //! variables, over documented defaults), validated once into `Config` at start-up.
+//! Size: one struct per section of the configuration table, with its defaults and checks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::scope::Catalog;
 use crate::index::follower::FeedSettings;
 use crate::service::lifecycle::{MIN_GRACE, RotationPolicy};
+use crate::store::DatabaseTimeouts;
 
 /// The scope catalog shipped with privint (`scopes.toml`).
 pub const DEFAULT_SCOPES: &str = include_str!("../scopes.toml");
@@ -52,10 +54,94 @@ pub struct Settings {
     /// load balancers stop sending calls before the port closes.
     #[serde(with = "humantime_serde")]
     pub shutdown_delay: Duration,
+    /// How long a call waits for a database connection before answering UNAVAILABLE (a
+    /// database outage fails management calls this fast; Authorize never waits for it).
+    #[serde(with = "humantime_serde")]
+    pub database_acquire_timeout: Duration,
+    /// SQLite: how long a write waits for another process's lock (a backup, `sqlite3`) before
+    /// answering UNAVAILABLE.
+    #[serde(with = "humantime_serde")]
+    pub database_busy_timeout: Duration,
     pub rotation: RotationSettings,
     pub change_feed: ChangeFeedSettings,
     pub auth: AuthSettings,
     pub tls: TlsSettings,
+    pub port: PortSettings,
+}
+
+/// Limits that keep the port answering under abuse: slow, idle or too many clients, and
+/// oversized requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortSettings {
+    /// Open connections at most; one beyond is closed at once.
+    pub max_connections: usize,
+    /// Concurrent calls (HTTP/2 streams) on one connection.
+    pub max_streams_per_connection: u32,
+    /// The largest request header block (a JWT with many location ids can pass 16 KiB); a
+    /// request beyond it fails alone.
+    pub max_header_bytes: u32,
+    /// The time from accepting a connection to its first call's headers (TLS handshake and
+    /// HTTP/2 preface included).
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection with no call in flight for this long is closed (this also bounds reading
+    /// the headers of a later call).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The longest a call may take (a shorter `grpc-timeout` from the client wins);
+    /// `WatchEvents` streams are bounded by `max_watch_subscribers` instead.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// HTTP/2 PING (and TCP keep-alive) interval on quiet connections.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// A connection whose PING is not answered within this is closed.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// `WatchEvents` streams open at once on this replica; beyond, RESOURCE_EXHAUSTED.
+    pub max_watch_subscribers: usize,
+}
+
+impl Default for PortSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_streams_per_connection: 200,
+            max_header_bytes: 128 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            max_watch_subscribers: 10_000,
+        }
+    }
+}
+
+impl PortSettings {
+    fn check(&self) -> Result<(), String> {
+        if self.max_connections == 0
+            || self.max_streams_per_connection == 0
+            || self.max_watch_subscribers == 0
+        {
+            return Err("port: connection, stream and subscriber caps must be at least 1".into());
+        }
+        if self.max_header_bytes < 16 * 1024 {
+            return Err("port.max_header_bytes must be at least 16384".to_owned());
+        }
+        let timeouts = [
+            self.handshake_timeout,
+            self.idle_timeout,
+            self.request_timeout,
+            self.keepalive_interval,
+            self.keepalive_timeout,
+        ];
+        if timeouts.iter().any(|it| *it < Duration::from_millis(100)) {
+            return Err("port: every time-out and interval must be at least 100ms".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// How this replica follows changes made by other replicas.
@@ -134,10 +220,13 @@ impl Default for Settings {
             shutdown_delay: Duration::ZERO,
             retired_token_retention: 30 * DAY,
             usage_flush_interval: Duration::from_secs(10),
+            database_acquire_timeout: Duration::from_secs(1),
+            database_busy_timeout: Duration::from_secs(2),
             rotation: RotationSettings::default(),
             change_feed: ChangeFeedSettings::default(),
             auth: AuthSettings::default(),
             tls: TlsSettings::default(),
+            port: PortSettings::default(),
         }
     }
 }
@@ -193,6 +282,7 @@ pub struct Config {
     /// `None` when metrics are disabled.
     pub metrics_addr: Option<SocketAddr>,
     pub database_url: SecretString,
+    pub database: DatabaseTimeouts,
     pub catalog: Catalog,
     pub cors_allowed_origins: Vec<http::HeaderValue>,
     pub max_message_bytes: usize,
@@ -208,6 +298,7 @@ pub struct Config {
     pub audience: String,
     /// `None` serves plaintext (for a sidecar or mesh that terminates TLS).
     pub tls: Option<TlsConfig>,
+    pub port: PortSettings,
 }
 
 /// The PEM material of the port's TLS, read at start-up.
@@ -267,6 +358,14 @@ impl TryFrom<Settings> for Config {
             return Err("database_url must start with sqlite:// or postgres://".to_owned());
         }
         let tls = TlsConfig::load(&settings.tls)?;
+        settings.port.check()?;
+        let database = DatabaseTimeouts {
+            acquire: settings.database_acquire_timeout,
+            busy: settings.database_busy_timeout,
+        };
+        if database.acquire < Duration::from_millis(10) {
+            return Err("database_acquire_timeout must be at least 10ms".to_owned());
+        }
         let feed = &settings.change_feed;
         if feed.poll_interval < Duration::from_millis(10)
             || feed.resync_interval < Duration::from_secs(1)
@@ -317,6 +416,7 @@ impl TryFrom<Settings> for Config {
             listen_addr,
             metrics_addr,
             database_url: SecretString::from(settings.database_url),
+            database,
             catalog,
             cors_allowed_origins,
             max_message_bytes: settings.max_message_bytes,
@@ -340,6 +440,7 @@ impl TryFrom<Settings> for Config {
             issuer: settings.auth.issuer,
             audience: settings.auth.audience,
             tls,
+            port: settings.port,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod grpc;
 pub mod index;
 pub mod metrics;
+pub mod port;
 pub mod service;
 pub mod store;
 pub mod telemetry;

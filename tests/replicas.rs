@@ -11,7 +11,8 @@ use common::{Backend, TestApp, authorize, create, deny_reason};
 use pb::DenyReason::{MissingScopes, RevokedToken};
 use privint::grpc::pb;
 
-both_backends!(
+// Replicas share PostgreSQL; SQLite serves one process per file (tests/faults.rs).
+postgres_only!(
     changes_reach_the_other_replica,
     the_full_reload_is_a_safety_net,
     the_resync_catches_a_change_without_an_event,

@@ -124,7 +124,7 @@ async fn migrate(settings: Settings) -> anyhow::Result<()> {
     let telemetry = crate::telemetry::init(&config.log_filter).map_err(anyhow::Error::msg)?;
     let migrated = async {
         let url = secrecy::ExposeSecret::expose_secret(&config.database_url);
-        let store = crate::store::Store::connect(url).await?;
+        let store = crate::store::Store::connect(url, &config.database).await?;
         store.migrate().await
     };
     let migrated = migrated.await.context("migration failed");

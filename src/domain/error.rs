@@ -34,6 +34,8 @@ pub enum Error {
     FailedPrecondition(&'static str),
     #[error("{0}")]
     PermissionDenied(&'static str),
+    #[error("{0}")]
+    ResourceExhausted(&'static str),
     #[error("the database is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]

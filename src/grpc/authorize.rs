@@ -33,7 +33,7 @@ impl pb::token_authorizer_server::TokenAuthorizer for AuthorizerApi {
     ) -> Result<Response<pb::AuthorizeResponse>, Status> {
         let service = ready(&self.service)?;
         // The handshake verified any certificate against the client CA; here one must exist.
-        if self.require_client_cert && request.peer_certs().is_none_or(|certs| certs.is_empty()) {
+        if self.require_client_cert && !crate::port::has_client_certificate(request.extensions()) {
             return Err(Status::unauthenticated(
                 "Authorize requires a client certificate",
             ));

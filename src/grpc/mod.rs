@@ -8,6 +8,7 @@ mod authorize;
 pub(crate) mod convert;
 mod integrations;
 mod status;
+pub mod undecodable;
 pub mod web;
 
 use tonic::service::interceptor::InterceptedService;

@@ -30,6 +30,7 @@ impl From<Error> for Status {
             ),
             Error::FailedPrecondition(message) => Status::failed_precondition(message),
             Error::PermissionDenied(message) => Status::permission_denied(message),
+            Error::ResourceExhausted(message) => Status::resource_exhausted(message),
             Error::Unavailable(source) => {
                 warn!(error = ?source, "database unavailable");
                 Status::unavailable("the database is unavailable, try again later")

@@ -23,6 +23,7 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 use crate::domain::decision::{Decision, DenyReason};
+use crate::port::PortMetrics;
 
 /// gRPC status code names, indexed by code.
 const CODE_NAMES: [&str; 17] = [
@@ -106,6 +107,7 @@ pub struct Metrics {
     indexed_tokens: Gauge,
     change_feed_lag: Gauge<f64, AtomicU64>,
     change_feed_reads: Counter,
+    port: PortMetrics,
 }
 
 impl Metrics {
@@ -157,7 +159,19 @@ impl Metrics {
             "Reads of the events table: one per poll of the follower, whatever the number of event streams",
             change_feed_reads.clone(),
         );
+        let port = PortMetrics::default();
+        registry.register(
+            "connections_open",
+            "Connections open on the gRPC port",
+            port.open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because port.max_connections were open",
+            port.refused.clone(),
+        );
         Arc::new(Self {
+            port,
             registry,
             rpc_calls,
             authorize_results,
@@ -174,6 +188,11 @@ impl Metrics {
         self.change_feed_reads.clone()
     }
 
+    /// Returns what the port counts.
+    pub fn port(&self) -> PortMetrics {
+        self.port.clone()
+    }
+
     /// Counts one Authorize answer and, for a sampled call, its latency.
     pub fn record_authorize(&self, decision: &Decision, latency: Option<Duration>) {
         self.authorize_results[AuthorizeResult::of(decision) as usize].inc();
@@ -188,6 +207,13 @@ impl Metrics {
             .and_then(|value| value.parse::<usize>().ok())
             .and_then(|code| CODE_NAMES.get(code).copied())
             .unwrap_or("UNKNOWN");
+        // Any path can be sent; one that names no method is answered UNIMPLEMENTED and counted
+        // under one label, so clients cannot grow the label set.
+        let rpc = if code == "UNIMPLEMENTED" {
+            "unknown".to_owned()
+        } else {
+            rpc
+        };
         self.rpc_calls.get_or_create(&RpcLabels { rpc, code }).inc();
     }
 

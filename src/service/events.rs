@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::account::Owner;
@@ -25,15 +25,19 @@ pub struct Events {
     feed: Arc<EventFeed>,
     /// Cancelled on shutdown: event streams end so the server can drain.
     stopping: CancellationToken,
+    /// One permit per open stream, up to the configured cap.
+    subscribers: Arc<Semaphore>,
 }
 
 impl Events {
-    /// Returns the event service over the follower's `feed`.
-    pub fn new(store: Store, feed: Arc<EventFeed>) -> Self {
+    /// Returns the event service over the follower's `feed`, streaming to at most
+    /// `max_subscribers` watchers at once.
+    pub fn new(store: Store, feed: Arc<EventFeed>, max_subscribers: usize) -> Self {
         Self {
             store,
             feed,
             stopping: CancellationToken::new(),
+            subscribers: Arc::new(Semaphore::new(max_subscribers)),
         }
     }
 
@@ -74,13 +78,19 @@ impl Events {
     /// that keeps up costs no query.
     ///
     /// # Errors
-    /// As [`Events::list`], checked once before the stream starts.
+    /// As [`Events::list`], checked once before the stream starts; `ResourceExhausted` when
+    /// this replica streams to as many watchers as it may.
     pub async fn watch(
         &self,
         caller: &Caller,
         filter: EventFilter,
         after: Option<i64>,
     ) -> Result<mpsc::Receiver<Result<Event, Error>>, Error> {
+        let subscriber = Arc::clone(&self.subscribers)
+            .try_acquire_owned()
+            .map_err(|_| {
+                Error::ResourceExhausted("too many event streams on this replica; retry later")
+            })?;
         self.check_reach(caller, &filter).await?;
         // Subscribed before anything is read, so no event falls between the store and the feed.
         let (live, published) = self.feed.subscribe();
@@ -100,6 +110,7 @@ impl Events {
         let (sender, receiver) = mpsc::channel(64);
         let stopping = self.stopping.clone();
         tokio::spawn(async move {
+            let _subscriber = subscriber;
             tokio::select! {
                 () = watcher.run(live, &sender) => {}
                 () = sender.closed() => {}

@@ -22,10 +22,38 @@ pub(super) fn db_error(err: DbErr) -> Error {
     if connection_trouble {
         return Error::Unavailable(err.into());
     }
+    if sqlite_busy(&err) {
+        return Error::Unavailable(
+            anyhow::Error::from(err)
+                .context("the SQLite database stayed locked by another process"),
+        );
+    }
     if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
         return Error::Internal(anyhow::Error::from(err).context("unique constraint violated"));
     }
     Error::Internal(err.into())
+}
+
+/// Whether `err` is SQLite's SQLITE_BUSY or SQLITE_LOCKED (any extended code): another
+/// connection held the lock past the busy time-out.
+fn sqlite_busy(err: &DbErr) -> bool {
+    let (DbErr::Conn(RuntimeErr::SqlxError(sqlx_err))
+    | DbErr::Exec(RuntimeErr::SqlxError(sqlx_err))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx_err))) = err
+    else {
+        return false;
+    };
+    let sea_orm::sqlx::Error::Database(database) = &**sqlx_err else {
+        return false;
+    };
+    let is_sqlite = database
+        .try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>()
+        .is_some();
+    let primary = database
+        .code()
+        .and_then(|code| code.parse::<u32>().ok())
+        .map(|code| code & 0xff);
+    is_sqlite && matches!(primary, Some(5 | 6))
 }
 
 /// Maps a failure of the PostgreSQL listening connection.

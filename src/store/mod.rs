@@ -39,30 +39,61 @@ pub struct Store {
     db: DatabaseConnection,
     /// SQLite allows one writer at a time: write transactions queue here instead of failing busy.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// SQLite: the lock that keeps other privint processes off the file while this one runs.
+    _sqlite_owner: Option<Arc<std::fs::File>>,
+}
+
+/// How long database calls wait before they answer `Unavailable`.
+#[derive(Debug, Clone)]
+pub struct DatabaseTimeouts {
+    /// For a connection from the pool (or a new one).
+    pub acquire: Duration,
+    /// SQLite: for another process's write lock.
+    pub busy: Duration,
+}
+
+impl Default for DatabaseTimeouts {
+    fn default() -> Self {
+        Self {
+            acquire: Duration::from_secs(1),
+            busy: Duration::from_secs(2),
+        }
+    }
 }
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://...`), creating a SQLite file if missing.
+    /// A SQLite file is locked for this process: one process per file.
     ///
     /// # Errors
-    /// Returns `Unavailable` if the database cannot be reached.
-    pub async fn connect(url: &str) -> Result<Self, Error> {
+    /// Returns `Unavailable` if the database cannot be reached or another process uses the
+    /// SQLite file.
+    pub async fn connect(url: &str, timeouts: &DatabaseTimeouts) -> Result<Self, Error> {
+        let sqlite_owner = match sqlite_path(url) {
+            Some(path) => Some(Arc::new(lock_sqlite_file(&path)?)),
+            None => None,
+        };
+        let busy_timeout = timeouts.busy;
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
+            .connect_timeout(timeouts.acquire)
+            .acquire_timeout(timeouts.acquire)
             // WAL lets Get/List read while a change is being written; synchronous stays FULL so a
             // committed revocation survives a power loss.
-            .map_sqlx_sqlite_opts(|it| {
+            .map_sqlx_sqlite_opts(move |it| {
                 it.create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .busy_timeout(Duration::from_secs(5))
+                    .busy_timeout(busy_timeout)
             });
         let db = Database::connect(options).await.map_err(db_error)?;
         let sqlite_writer =
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { db, sqlite_writer })
+        Ok(Self {
+            db,
+            sqlite_writer,
+            _sqlite_owner: sqlite_owner,
+        })
     }
 
     /// Runs every pending migration.
@@ -122,6 +153,45 @@ impl Store {
             }
         };
         snapshot.map_err(db_error)
+    }
+}
+
+/// Returns the file of a SQLite URL (`sqlite://path?options`), or `None` for PostgreSQL and
+/// in-memory databases.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:" && !url.contains("mode=memory")).then(|| path.into())
+}
+
+/// Takes the lock that makes a SQLite file one process's: `<file>.lock`, held until exit (the
+/// kernel drops it when the process dies, so a crash leaves nothing to clean up).
+fn lock_sqlite_file(path: &std::path::Path) -> Result<std::fs::File, Error> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| {
+            Error::Unavailable(anyhow::Error::from(err).context(format!(
+                "cannot open the SQLite lock file {}",
+                std::path::Path::new(&lock_path).display()
+            )))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Unavailable(anyhow::anyhow!(
+            "the SQLite database {} is in use by another privint process: SQLite serves one \
+             process per file. Stop the other process, or use PostgreSQL \
+             (database_url = \"postgres://...\") to run several replicas",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(err)) => Err(Error::Unavailable(
+            anyhow::Error::from(err).context("cannot lock the SQLite database file"),
+        )),
     }
 }
 

@@ -44,6 +44,18 @@ macro_rules! both_backends {
     };
 }
 
+/// Declares `postgres::NAME` tests for each `async fn NAME(Backend)` that runs several replicas:
+/// SQLite serves one process per file.
+#[macro_export]
+macro_rules! postgres_only {
+    ($($name:ident),* $(,)?) => {
+        mod postgres_only {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Backend::Postgres).await })*
+        }
+    };
+}
+
 /// A database for one test; the SQLite directory lives as long as this.
 pub struct TestDb {
     pub url: String,
