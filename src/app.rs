@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
+use tower_http::classify::SharedClassifier;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
@@ -255,8 +256,10 @@ where
         .layer(ActivityLayer)
         .layer(RpcMetricsLayer(Arc::clone(metrics)))
         .layer(
-            tower_http::trace::TraceLayer::new_for_grpc()
-                .make_span_with(crate::telemetry::rpc_span),
+            tower_http::trace::TraceLayer::new(SharedClassifier::new(
+                crate::telemetry::server_faults(),
+            ))
+            .make_span_with(crate::telemetry::rpc_span),
         )
         .layer(crate::grpc::web::BrowserLayer::new(
             &config.cors_allowed_origins,

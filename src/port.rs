@@ -210,17 +210,21 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         // The server always waits to read while a connection is open, so the deadline is
         // checked here; the timer wakes this task when it passes.
         loop {
-            ready!(this.timer.as_mut().poll(cx));
             let now = Instant::now();
-            match this.activity.deadline(&this.deadlines) {
+            let deadline = match this.activity.deadline(&this.deadlines) {
                 Some(deadline) if deadline <= now => {
                     debug!("closing a connection that carried no call in time");
                     return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
                 }
-                Some(deadline) => this.timer.as_mut().reset(deadline),
+                Some(deadline) => deadline,
                 // Checked again once the calls in flight could have ended.
-                None => this.timer.as_mut().reset(now + this.deadlines.idle),
+                None if this.timer.deadline() > now => this.timer.deadline(),
+                None => now + this.deadlines.idle,
+            };
+            if this.timer.deadline() != deadline {
+                this.timer.as_mut().reset(deadline);
             }
+            ready!(this.timer.as_mut().poll(cx));
         }
     }
 }

@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use tower_http::classify::{GrpcCode, GrpcErrorsAsFailures};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::fmt::format::FmtSpan;
@@ -85,6 +86,31 @@ fn otlp_provider() -> Result<SdkTracerProvider, String> {
 
 /// Returns the server span of one RPC, a child of the caller's trace when the request carries
 /// W3C `traceparent` metadata. Only the method path is recorded, never a header value.
+/// Which answers the RPC trace layer logs as failures (at ERROR): server faults only (INTERNAL,
+/// UNKNOWN, UNAVAILABLE, DATA_LOSS). An answer that is the caller's doing (a bad argument, a
+/// missing JWT, a stale etag, a refused stream) is an answer, not a failure.
+pub fn server_faults() -> GrpcErrorsAsFailures {
+    [
+        GrpcCode::Cancelled,
+        GrpcCode::InvalidArgument,
+        GrpcCode::DeadlineExceeded,
+        GrpcCode::NotFound,
+        GrpcCode::AlreadyExists,
+        GrpcCode::PermissionDenied,
+        GrpcCode::ResourceExhausted,
+        GrpcCode::FailedPrecondition,
+        GrpcCode::Aborted,
+        GrpcCode::OutOfRange,
+        GrpcCode::Unimplemented,
+        GrpcCode::Unauthenticated,
+    ]
+    .into_iter()
+    .fold(
+        GrpcErrorsAsFailures::new(),
+        GrpcErrorsAsFailures::with_success,
+    )
+}
+
 pub fn rpc_span<B>(request: &http::Request<B>) -> Span {
     let span = tracing::debug_span!(
         "grpc.server",

@@ -3,6 +3,8 @@
 //! and hands out real tonic clients.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -378,6 +380,17 @@ pub async fn authorize(app: &TestApp, token: &str, scopes: &[&str]) -> pb::Autho
 }
 
 /// Asks Authorize whether `token` may act on `agency`/`location` with `scopes`.
+/// An Authorize request for `token` on `LOCATION` of `AGENCY` with `scopes`.
+#[allow(dead_code)] // Not every test target builds its own requests.
+pub fn authorize_request(token: &str, scopes: &[&str]) -> pb::AuthorizeRequest {
+    pb::AuthorizeRequest {
+        token: token.to_owned(),
+        required_scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
+        agency_id: AGENCY.to_owned(),
+        location_id: LOCATION.to_owned(),
+    }
+}
+
 pub async fn authorize_on(
     app: &TestApp,
     token: &str,
@@ -428,23 +441,29 @@ pub fn assert_violation(status: &tonic::Status, field: &str) {
 pub struct Binary {
     pub child: std::process::Child,
     pub addr: String,
+    /// The SQLite database it serves.
+    pub db_url: String,
     log_so_far: String,
     log_rest: Option<std::thread::JoinHandle<String>>,
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Binary {
     /// Starts the binary with extra environment variables and waits until it is ready.
     pub fn start(envs: &[(&str, &str)]) -> Self {
+        Self::start_in(tempfile::tempdir().expect("temporary directory"), envs)
+    }
+
+    /// Starts the binary on the SQLite file in `dir` (made if missing).
+    #[allow(dead_code)] // Not every test target restarts a binary.
+    pub fn start_in(dir: tempfile::TempDir, envs: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, BufReader, Read};
-        let dir = tempfile::tempdir().expect("temporary directory");
+        let db_url = format!("sqlite://{}", dir.path().join("privint.db").display());
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_privint"))
             .arg("serve")
             .env("APP__LISTEN_ADDR", "127.0.0.1:0")
-            .env(
-                "APP__DATABASE_URL",
-                format!("sqlite://{}", dir.path().join("privint.db").display()),
-            )
+            .env("APP__METRICS_ADDR", "127.0.0.1:0")
+            .env("APP__DATABASE_URL", &db_url)
             .env("APP__AUTH__HS256_SECRET", SECRET)
             .envs(envs.iter().copied())
             .stdout(std::process::Stdio::piped())
@@ -472,10 +491,20 @@ impl Binary {
         Self {
             child,
             addr,
+            db_url,
             log_so_far,
             log_rest: Some(log_rest),
-            _dir: dir,
+            dir: Some(dir),
         }
+    }
+
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would, and returns its
+    /// database directory for a restart.
+    #[allow(dead_code)] // Not every test target kills a binary.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+        self.dir.take().expect("the directory")
     }
 
     /// Returns a channel to the server.
@@ -516,6 +545,14 @@ impl Binary {
             .read_to_string(&mut output)
             .expect("stdout");
         output
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // A failed test must not leave a server running (after `stop` this finds it gone).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
