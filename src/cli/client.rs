@@ -75,6 +75,10 @@ pub struct CreateArgs {
     /// A scope to grant (repeatable).
     #[arg(long = "scope", required = true)]
     pub scopes: Vec<String>,
+    /// An id for this request: running the command again with it within 24 hours returns the
+    /// integration it created instead of another (without the token, shown the first time).
+    #[arg(long, default_value = "")]
+    pub request_id: String,
 }
 
 #[derive(Args)]
@@ -243,9 +247,14 @@ async fn create(api: &mut Api, out: &Output, args: CreateArgs) -> anyhow::Result
         name: args.name,
         description: args.description,
         scopes: args.scopes,
+        request_id: args.request_id,
     };
     let response = api.create_integration(request).await?.into_inner();
-    out.issued(&response.integration.unwrap_or_default(), &response.token)
+    let integration = response.integration.unwrap_or_default();
+    if response.replayed {
+        return out.replayed(&integration);
+    }
+    out.issued(&integration, &response.token)
 }
 
 async fn list(api: &mut Api, out: &Output, args: ListArgs) -> anyhow::Result<()> {

@@ -61,6 +61,19 @@ impl Output {
         ))
     }
 
+    /// Prints the integration an earlier create with the same request id made.
+    pub fn replayed(&self, integration: &pb::Integration) -> anyhow::Result<()> {
+        if self.json {
+            let mut value = integration_json(integration);
+            value["replayed"] = json!(true);
+            return self.json(&value);
+        }
+        self.text(&format!(
+            "{}(created earlier with this request id: its token was shown then)\n",
+            integration_text(integration)
+        ))
+    }
+
     /// Prints a page of integrations.
     pub fn integrations(&self, page: &pb::ListIntegrationsResponse) -> anyhow::Result<()> {
         if self.json {

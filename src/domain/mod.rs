@@ -10,6 +10,7 @@ pub mod decision;
 pub mod error;
 pub mod event;
 pub mod integration;
+pub mod request_id;
 pub mod scope;
 pub mod token;
 pub mod usage;

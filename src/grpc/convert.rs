@@ -14,11 +14,12 @@ use crate::domain::event::{Event, EventFilter};
 use crate::domain::integration::{
     Description, ExpireTarget, IntegrationId, IntegrationName, TokenRecord,
 };
+use crate::domain::request_id::RequestId;
 use crate::domain::scope::{Scope, ScopeEntry, truncated};
 use crate::domain::usage::TokenUsage;
 use crate::grpc::pb;
 use crate::service::authorizer::Answer;
-use crate::service::lifecycle::{NewIntegration, Page, RotateMode, Update};
+use crate::service::lifecycle::{Created, NewIntegration, Page, RotateMode, Update};
 use crate::service::usage::IntegrationView;
 
 /// The page size used when a request asks for none.
@@ -184,6 +185,7 @@ pub fn new_integration(request: pb::CreateIntegrationRequest) -> Result<NewInteg
         name: IntegrationName::parse("name", &request.name)?,
         description: Description::parse("description", &request.description)?,
         scopes: Scope::parse_list("scopes", &request.scopes)?,
+        request_id: RequestId::parse_optional("request_id", &request.request_id)?,
     })
 }
 
@@ -329,6 +331,22 @@ fn scope_names<'a>(scopes: impl IntoIterator<Item = &'a Scope>) -> Vec<String> {
         .into_iter()
         .map(|scope| scope.as_str().to_owned())
         .collect()
+}
+
+/// Encodes what a create did: a new integration with its token, or an earlier one without.
+pub fn created(created: &Created) -> pb::CreateIntegrationResponse {
+    match created {
+        Created::New(view, token) => pb::CreateIntegrationResponse {
+            integration: Some(integration(view)),
+            token: token.expose().to_owned(),
+            replayed: false,
+        },
+        Created::Replayed(view) => pb::CreateIntegrationResponse {
+            integration: Some(integration(view)),
+            token: String::new(),
+            replayed: true,
+        },
+    }
 }
 
 /// Encodes an integration as its owner sees it.

@@ -57,12 +57,11 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
     ) -> Result<Response<pb::CreateIntegrationResponse>, Status> {
         let (service, caller) = self.context(&request)?;
         let new = convert::new_integration(request.into_inner())?;
-        let (view, token) = service.create(&caller, new).await?;
-        tracing::Span::current().record("integration.id", view.integration.id.as_str());
-        Ok(Response::new(pb::CreateIntegrationResponse {
-            integration: Some(convert::integration(&view)),
-            token: token.expose().to_owned(),
-        }))
+        let created = convert::created(&service.create(&caller, new).await?);
+        if let Some(integration) = &created.integration {
+            tracing::Span::current().record("integration.id", integration.id.as_str());
+        }
+        Ok(Response::new(created))
     }
 
     #[instrument(skip_all, fields(rpc = "GetIntegration", integration.id))]

@@ -21,6 +21,7 @@ use crate::domain::integration::{
     Change, Description, Draft, EventKind, ExpireTarget, Integration, IntegrationId,
     IntegrationName, OldTokens, Patch, TokenId, TokenRecord,
 };
+use crate::domain::request_id::RequestId;
 use crate::domain::scope::{Catalog, Scope, ScopeEntry};
 use crate::domain::token::PlainToken;
 use crate::index::TokenIndex;
@@ -52,6 +53,22 @@ pub struct NewIntegration {
     pub description: Description,
     /// Validated against the catalog at the owner's level.
     pub scopes: Vec<Scope>,
+    /// The client's id for this request: a retry with it within [`REQUEST_ID_WINDOW`] returns
+    /// the integration the first attempt created.
+    pub request_id: Option<RequestId>,
+}
+
+/// How long a client request id of a create is remembered.
+pub const REQUEST_ID_WINDOW: Duration = Duration::hours(24);
+
+/// What a create did.
+#[derive(Debug)]
+pub enum Created {
+    /// A new integration and its token (shown this once).
+    New(IntegrationView, PlainToken),
+    /// The integration an earlier request with the same request id created; its token was
+    /// issued then.
+    Replayed(IntegrationView),
 }
 
 /// The fields an update changes; scopes are validated against the integration's level.
@@ -136,16 +153,15 @@ impl Integrations {
         &self.events
     }
 
-    /// Creates an integration with a new current token.
+    /// Creates an integration with a new current token, or returns the one an earlier request
+    /// of the caller with the same request id created within [`REQUEST_ID_WINDOW`].
     ///
     /// # Errors
     /// `PermissionDenied` if the caller may not manage the owner's integrations,
-    /// `InvalidArgument` for bad scopes, `Unavailable` if the database is down.
-    pub async fn create(
-        &self,
-        caller: &Caller,
-        new: NewIntegration,
-    ) -> Result<(IntegrationView, PlainToken), Error> {
+    /// `InvalidArgument` for bad scopes, `FailedPrecondition` if the request id was used for
+    /// another owner or name, or its integration was deleted, `Unavailable` if the database is
+    /// down.
+    pub async fn create(&self, caller: &Caller, new: NewIntegration) -> Result<Created, Error> {
         caller.check_manage_account(&new.owner)?;
         let scopes = self
             .catalog
@@ -163,12 +179,34 @@ impl Integrations {
         let (integration, change) =
             Integration::create(id, draft, caller.user_id.clone(), record, now);
         let mut tx = self.store.begin().await?;
+        if let Some(request_id) = &new.request_id {
+            let since = now - REQUEST_ID_WINDOW;
+            tx.forget_request_ids(since).await?;
+            let claimed = tx
+                .claim_request_id(&caller.user_id, request_id, &integration.id, now, since)
+                .await?;
+            if let Some(earlier) = claimed {
+                let earlier =
+                    tx.lock_integration(&earlier)
+                        .await?
+                        .ok_or(Error::FailedPrecondition(
+                            "the integration this request_id created has been deleted",
+                        ))?;
+                drop(tx);
+                if earlier.owner != integration.owner || earlier.name != integration.name {
+                    return Err(Error::FailedPrecondition(
+                        "this request_id was used to create another integration",
+                    ));
+                }
+                return Ok(Created::Replayed(self.usage.view(earlier).await));
+            }
+        }
         let event = tx
             .insert_integration(&integration, &change, &caller.user_id)
             .await?;
         tx.commit().await?;
         self.applied(&integration, &change, &event);
-        Ok((self.usage.view(integration).await, token))
+        Ok(Created::New(self.usage.view(integration).await, token))
     }
 
     /// Returns an integration the caller may see.

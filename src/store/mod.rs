@@ -6,6 +6,7 @@
 //! trouble). SeaORM models never leave this module. It does not cache and knows nothing of the
 //! token index.
 
+mod create_requests;
 mod entity;
 mod error;
 mod events;

@@ -358,6 +358,7 @@ pub fn location_integration(name: &str, scopes: &[&str]) -> pb::CreateIntegratio
         name: name.to_owned(),
         description: "test integration".to_owned(),
         scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
+        request_id: String::new(),
     }
 }
 

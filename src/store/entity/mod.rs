@@ -1,5 +1,6 @@
 //! SeaORM entities: the database schema as Rust types. Nothing outside `store` sees them.
 
+pub mod create_request;
 pub mod event;
 pub mod integration;
 pub mod scope_usage;
