@@ -7,18 +7,18 @@
 //! [--seconds S]`; without `--database`, a SQLite file in a temporary directory. A PostgreSQL
 //! URL names a server: the benchmark makes (and drops) its own database there.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use privint::grpc::pb;
 use sea_orm::{ConnectionTrait, Database, DbBackend};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 #[path = "support/mod.rs"]
 mod support;
 
-const SECRET: &str = "scale-benchmark-secret-of-at-least-32-bytes";
+use support::{SECRET, Server};
+
 /// Real tokens created through the API, the ones the load presents.
 const KNOWN_TOKENS: usize = 64;
 
@@ -157,103 +157,6 @@ async fn seed(url: &str, n: u64) -> Duration {
     started.elapsed()
 }
 
-/// A running `privint serve` child process.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    /// Starts the release binary on `url`; returns once it is ready, with the time it took.
-    async fn start(url: &str, resync_interval: &str) -> (Self, Duration) {
-        let port = {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            listener.local_addr().expect("address").port()
-        };
-        let addr = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_privint"))
-            .arg("serve")
-            .env("APP__DATABASE_URL", url)
-            .env("APP__LISTEN_ADDR", &addr)
-            .env("APP__METRICS_ADDR", "")
-            .env("APP__LOG_FILTER", "warn")
-            .env("APP__AUTH__HS256_SECRET", SECRET)
-            .env("APP__CHANGE_FEED__RESYNC_INTERVAL", resync_interval)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start privint");
-        let server = Self { child, addr };
-        loop {
-            if let Ok(channel) = server.endpoint().connect().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                let ready = health
-                    .check(tonic_health::pb::HealthCheckRequest::default())
-                    .await;
-                if ready.is_ok_and(|it| it.into_inner().status == 1) {
-                    return (server, started.elapsed());
-                }
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "privint never became ready"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    fn endpoint(&self) -> Endpoint {
-        Endpoint::from_shared(format!("http://{}", self.addr))
-            .expect("uri")
-            .tcp_nodelay(true)
-    }
-
-    /// Returns a field of /proc/PID/status, in bytes (VmRSS, VmHWM).
-    fn memory(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("process status");
-        let line = status
-            .lines()
-            .find(|line| line.starts_with(field))
-            .expect("field");
-        let kib: u64 = line
-            .split_whitespace()
-            .nth(1)
-            .expect("value")
-            .parse()
-            .expect("number");
-        kib * 1024
-    }
-
-    /// Resets the peak RSS (VmHWM) to the current RSS.
-    fn reset_peak(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5")
-            .expect("reset the peak RSS");
-    }
-
-    /// Returns the CPU time the process has used.
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("process stat");
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .expect("comm")
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        Duration::from_millis(ticks * 10)
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
 /// Creates real integrations through the API and returns their tokens and locations.
 async fn known_tokens(server: &Server) -> Vec<(String, String)> {
     let channel = server.endpoint().connect().await.expect("connect");
@@ -365,14 +268,15 @@ async fn main() {
     );
 
     // An empty database: the memory every replica has before its first token.
-    let (empty, _) = Server::start(&db.url, "1h").await;
+    let (empty, _) = Server::start(&db.url, &[("APP__CHANGE_FEED__RESYNC_INTERVAL", "1h")]).await;
     let empty_rss = empty.memory("VmRSS:");
     empty.stop();
 
     let seeded = seed(&db.url, args.tokens).await;
     println!("seeded in {:.1} s", seeded.as_secs_f64());
 
-    let (server, ready) = Server::start(&db.url, "1h").await;
+    let (server, ready) =
+        Server::start(&db.url, &[("APP__CHANGE_FEED__RESYNC_INTERVAL", "1h")]).await;
     let ready_rss = server.memory("VmRSS:");
     let load_peak = server.memory("VmHWM:");
     let per_token = ready_rss.saturating_sub(empty_rss) as f64 / args.tokens as f64;
@@ -392,7 +296,7 @@ async fn main() {
     server.stop();
 
     // Resyncs every 5 s: their CPU cost while idle, their peak memory, and the latency under them.
-    let (server, _) = Server::start(&db.url, "5s").await;
+    let (server, _) = Server::start(&db.url, &[("APP__CHANGE_FEED__RESYNC_INTERVAL", "5s")]).await;
     let steady = server.memory("VmRSS:");
     server.reset_peak();
     let cpu_before = server.cpu();
