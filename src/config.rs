@@ -36,7 +36,9 @@ pub struct Settings {
     pub metrics_addr: String,
     /// A scope catalog file replacing the shipped one.
     pub scopes_file: Option<PathBuf>,
-    /// Browser origins allowed to call over gRPC-web, e.g. `https://admin.example.com`.
+    /// Browser origins allowed to call over gRPC-web, e.g. `https://admin.example.com`: a
+    /// list in the file, a comma-separated one in the environment.
+    #[serde(deserialize_with = "list")]
     pub cors_allowed_origins: Vec<String>,
     /// The largest request message accepted, in bytes.
     pub max_message_bytes: usize,
@@ -253,6 +255,26 @@ impl Default for AuthSettings {
             hs256_secret: None,
         }
     }
+}
+
+/// Reads a list setting: a sequence (TOML), or a comma-separated string (an environment
+/// variable, where figment has no sequences): `APP__CORS_ALLOWED_ORIGINS=https://a,https://b`.
+fn list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum List {
+        Many(Vec<String>),
+        Commas(String),
+    }
+    Ok(match List::deserialize(deserializer)? {
+        List::Many(items) => items,
+        List::Commas(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|it| !it.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 impl Settings {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use common::raw::{h2_connect, raw_call};
+use common::raw::{h2_connect, raw_call, raw_health_check};
 use common::{AGENCY, Backend, Binary, TestApp, TestDb, deny_reason};
 use privint::grpc::pb;
 use rand::{Rng, SeedableRng};
@@ -99,10 +99,7 @@ async fn random_bytes_are_invalid_argument_and_log_no_error() {
         let _ = stream.write_all(&junk).await;
     }
     let (mut send, _closed) = h2_connect(server.addr.as_str()).await;
-    let empty = Bytes::from_static(&[0, 0, 0, 0, 0]);
-    let code = raw_call(&mut send, "/grpc.health.v1.Health/Check", &[], empty)
-        .await
-        .expect("still serving");
+    let code = raw_health_check(&mut send).await.expect("still serving");
     assert_eq!(code, 0);
 
     let log = server.stop();

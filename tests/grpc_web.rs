@@ -134,24 +134,63 @@ async fn management_over_grpc_web_needs_a_jwt() {
     assert!(scopes.iter().any(|scope| scope.name == "contacts.readonly"));
 }
 
+fn preflight(addr: &str, origin: &str) -> http::Request<Full<Bytes>> {
+    http::Request::options(format!(
+        "http://{addr}/privint.v1.IntegrationService/ListIntegrations"
+    ))
+    .header("origin", origin)
+    .header("access-control-request-method", "POST")
+    .header(
+        "access-control-request-headers",
+        "content-type,x-grpc-web,authorization",
+    )
+    .body(Full::new(Bytes::new()))
+    .expect("request")
+}
+
+/// The origin a preflight from `origin` is allowed for, if any.
+async fn allowed_origin(addr: &str, origin: &str) -> Option<String> {
+    let response = client()
+        .request(preflight(addr, origin))
+        .await
+        .expect("answer");
+    let allowed = response.headers().get("access-control-allow-origin")?;
+    Some(allowed.to_str().expect("text").to_owned())
+}
+
+// Regression: APP__CORS_ALLOWED_ORIGINS=https://a.example was refused at start ("expected a
+// sequence"): list settings take a comma-separated list from the environment.
+#[tokio::test]
+async fn cors_origins_from_the_environment() {
+    let server = common::Binary::start(&[(
+        "APP__CORS_ALLOWED_ORIGINS",
+        "https://a.example, https://b.example",
+    )]);
+    for origin in ["https://a.example", "https://b.example"] {
+        assert_eq!(
+            allowed_origin(&server.addr, origin).await.as_deref(),
+            Some(origin)
+        );
+    }
+    assert_eq!(allowed_origin(&server.addr, ORIGIN).await, None);
+    server.stop();
+    let one = common::Binary::start(&[("APP__CORS_ALLOWED_ORIGINS", "https://a.example")]);
+    assert_eq!(
+        allowed_origin(&one.addr, "https://a.example")
+            .await
+            .as_deref(),
+        Some("https://a.example")
+    );
+}
+
 #[tokio::test]
 async fn cors_preflight() {
     let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
-    let preflight = |origin: &str| {
-        http::Request::options(format!(
-            "http://{}/privint.v1.IntegrationService/ListIntegrations",
-            app.addr
-        ))
-        .header("origin", origin)
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "content-type,x-grpc-web,authorization",
-        )
-        .body(Full::new(Bytes::new()))
-        .expect("request")
-    };
-    let response = client().request(preflight(ORIGIN)).await.expect("answer");
+    let addr = app.addr.to_string();
+    let response = client()
+        .request(preflight(&addr, ORIGIN))
+        .await
+        .expect("answer");
     assert!(response.status().is_success(), "{}", response.status());
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], ORIGIN);
@@ -168,15 +207,9 @@ async fn cors_preflight() {
     for header in ["content-type", "x-grpc-web", "authorization"] {
         assert!(allowed.contains(header), "{allowed}");
     }
-    let response = client()
-        .request(preflight("https://evil.example.com"))
-        .await
-        .expect("answer");
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none(),
+    assert_eq!(
+        allowed_origin(&addr, "https://evil.example.com").await,
+        None,
         "an unknown origin is not allowed"
     );
 }

@@ -820,6 +820,34 @@ async fn watch_events_streams_and_resumes(backend: Backend) {
         .expect("event");
     assert_eq!(replayed, event);
 
+    // Regression: a stream could not start from the very first event (after_id 0 meant "from
+    // now"). With from_start it replays everything, then follows.
+    let from_start = pb::WatchEventsRequest {
+        integration_id: integration.id.clone(),
+        from_start: true,
+        ..Default::default()
+    };
+    let mut everything = api
+        .watch_events(from_start.clone())
+        .await
+        .expect("watch")
+        .into_inner();
+    // `first` lists the creation and the rotation, newest first.
+    for expected in first.iter().rev() {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), everything.message())
+            .await
+            .expect("in time")
+            .expect("ok")
+            .expect("event");
+        assert_eq!(&next, expected);
+    }
+    let both = pb::WatchEventsRequest {
+        after_id: created.id.clone(),
+        ..from_start
+    };
+    let status = api.watch_events(both).await.expect_err("ambiguous");
+    common::assert_violation(&status, "after_id");
+
     // An account watcher sees its agency's events only.
     let by_agency = pb::WatchEventsRequest {
         agency_id: AGENCY.to_owned(),

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{AGENCY, Backend, LOCATION, TestApp, create, jwt, location_integration, signed, user};
+use privint::grpc::auth::Audience;
 use privint::grpc::pb;
 use tonic::Code;
 
@@ -37,13 +38,16 @@ async fn bad_jwts_are_unauthenticated(backend: Backend) {
     let mut wrong_issuer = valid.clone();
     wrong_issuer.iss = "someone-else".to_owned();
     let mut wrong_audience = valid.clone();
-    wrong_audience.aud = "another-service".to_owned();
+    wrong_audience.aud = "another-service".into();
+    let mut audiences_without_ours = valid.clone();
+    audiences_without_ours.aud = Audience::Many(vec!["a".into(), "b".into()]);
     let bad = [
         signed(&valid, "a-different-secret-that-is-32-bytes-or-more"),
         jwt(expired),
         jwt(not_yet),
         jwt(wrong_issuer),
         jwt(wrong_audience),
+        jwt(audiences_without_ours),
         "not.a.jwt".to_owned(),
         // alg "none" is never accepted.
         format!(
@@ -66,15 +70,79 @@ async fn bad_jwts_are_unauthenticated(backend: Backend) {
         .await
         .expect_err("no JWT");
     assert_eq!(status.code(), Code::Unauthenticated);
-    let mut api = app.api_with(&jwt(valid)).await;
-    assert!(
-        !api.list_scopes(pb::ListScopesRequest::default())
+    // Regression: an `aud` array holding the configured audience (RFC 7519; common identity
+    // providers send one) was refused.
+    let mut audiences = valid.clone();
+    audiences.aud = Audience::Many(vec!["https://api.example.com".into(), "privint".into()]);
+    for valid in [valid, audiences] {
+        let mut api = app.api_with(&jwt(valid)).await;
+        assert!(
+            !api.list_scopes(pb::ListScopesRequest::default())
+                .await
+                .expect("valid JWT")
+                .into_inner()
+                .scopes
+                .is_empty()
+        );
+    }
+}
+
+// Every failure answers the same vague UNAUTHENTICATED, but the log says which check failed,
+// at info, without the JWT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_jwt_failure_is_logged_with_its_reason() {
+    let server = common::Binary::start(&[]);
+    let valid = user("agency_admin", AGENCY, &[], None);
+    let now = chrono::Utc::now().timestamp();
+    let with = |change: &dyn Fn(&mut privint::grpc::auth::Claims)| {
+        let mut claims = valid.clone();
+        change(&mut claims);
+        jwt(claims)
+    };
+    let cases = [
+        ("expired", with(&|it| it.exp = (now - 3600) as u64)),
+        (
+            "not yet valid",
+            with(&|it| it.nbf = Some((now + 3600) as u64)),
+        ),
+        ("issuer", with(&|it| it.iss = "someone-else".to_owned())),
+        ("audience", with(&|it| it.aud = "another-service".into())),
+        (
+            "signature",
+            signed(&valid, "a-different-secret-that-is-32-bytes-or-more"),
+        ),
+        ("malformed", "not.a.jwt".to_owned()),
+        (
+            "algorithm",
+            format!(
+                "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+                jwt(valid.clone()).split('.').nth(1).expect("payload")
+            ),
+        ),
+    ];
+    let channel = server.channel().await;
+    for (_, token) in &cases {
+        let status = common::api_on(channel.clone(), token)
+            .list_scopes(pb::ListScopesRequest::default())
             .await
-            .expect("valid JWT")
-            .into_inner()
-            .scopes
-            .is_empty()
-    );
+            .expect_err("refused");
+        assert_eq!(status.message(), "authentication failed");
+    }
+    let log = server.stop();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("management caller authentication failed"))
+        .collect();
+    assert_eq!(lines.len(), cases.len(), "{log}");
+    for ((reason, token), line) in cases.iter().zip(&lines) {
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(
+            line.contains(&format!("reason=\"{reason}\"")),
+            "{reason}: {line}"
+        );
+        let signature = token.rsplit('.').next().expect("a part");
+        assert!(signature.is_empty() || !line.contains(signature), "{line}");
+    }
 }
 
 async fn agency_admin_permissions(backend: Backend) {

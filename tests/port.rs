@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::raw::{h2_connect, raw_call};
+use common::raw::{h2_connect, raw_health_check};
 use common::{AGENCY, Backend, TestApp, TestDb, get};
 use privint::config::{PortSettings, Settings};
 use privint::grpc::pb;
@@ -167,23 +167,11 @@ async fn idle_and_slow_clients_are_closed() {
     health_check(&app).await;
 }
 
-/// An empty health check request, framed.
-fn empty_message() -> Bytes {
-    Bytes::from_static(&[0, 0, 0, 0, 0])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_closed_when_idle_but_not_while_streaming() {
     let app = spawn(|port| port.idle_timeout = Duration::from_millis(500)).await;
     let (mut send, closed) = h2_connect(app.addr).await;
-    let code = raw_call(
-        &mut send,
-        "/grpc.health.v1.Health/Check",
-        &[],
-        empty_message(),
-    )
-    .await
-    .expect("call");
+    let code = raw_health_check(&mut send).await.expect("call");
     assert_eq!(code, 0);
     let answered = Instant::now();
 
@@ -355,14 +343,9 @@ async fn a_request_that_never_ends_times_out_alone() {
         .get("grpc-status")
         .expect("trailers-only");
     assert!(code == "1" || code == "4", "{code:?}");
-    let code = raw_call(
-        &mut send,
-        "/grpc.health.v1.Health/Check",
-        &[],
-        empty_message(),
-    )
-    .await
-    .expect("the connection carries on");
+    let code = raw_health_check(&mut send)
+        .await
+        .expect("the connection carries on");
     assert_eq!(code, 0);
 }
 

@@ -168,6 +168,9 @@ pub struct EventsArgs {
     /// Keep streaming new events.
     #[arg(long)]
     pub follow: bool,
+    /// With --follow: replay every event from the first one, then follow.
+    #[arg(long, requires = "follow")]
+    pub from_start: bool,
 }
 
 type Api = pb::integration_service_client::IntegrationServiceClient<
@@ -361,6 +364,7 @@ async fn events(api: &mut Api, out: &Output, args: EventsArgs) -> anyhow::Result
             agency_id: args.agency,
             location_id: args.location,
             after_id: String::new(),
+            from_start: args.from_start,
         };
         let mut stream = api.watch_events(request).await?.into_inner();
         while let Some(event) = stream.message().await? {

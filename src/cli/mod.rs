@@ -146,7 +146,7 @@ pub fn dev_jwt(args: &DevJwtArgs, settings: &Settings) -> anyhow::Result<String>
     let claims = Claims {
         sub: args.user.clone(),
         iss: settings.auth.issuer.clone(),
-        aud: settings.auth.audience.clone(),
+        aud: settings.auth.audience.as_str().into(),
         exp: (Utc::now().timestamp() as u64) + args.ttl.as_secs(),
         nbf: None,
         agency_id: Some(args.agency.clone()),

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tonic::{Request, Status};
-use tracing::debug;
+use tracing::info;
 
 use crate::domain::account::AccountId;
 use crate::domain::caller::{Caller, Role};
@@ -20,7 +21,8 @@ pub struct Claims {
     /// The user id.
     pub sub: String,
     pub iss: String,
-    pub aud: String,
+    /// One audience or several (RFC 7519 allows both); one must be the configured audience.
+    pub aud: Audience,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +35,20 @@ pub struct Claims {
     pub location_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permissions: Option<Vec<String>>,
+}
+
+/// A JWT's `aud` claim: a string, or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(audience: &str) -> Self {
+        Self::One(audience.to_owned())
+    }
 }
 
 /// A key that may have signed a JWT.
@@ -116,13 +132,23 @@ impl Authenticator {
     /// Verifies `jwt` and returns its caller.
     ///
     /// # Errors
-    /// Returns `UNAUTHENTICATED` whatever is wrong; the reason is logged at debug level only.
+    /// Returns `UNAUTHENTICATED` whatever is wrong, the same vague answer for every check; which
+    /// check failed is logged at info (never the JWT): malformed, algorithm, key id, signature,
+    /// expired, not yet valid, issuer, audience, claims.
     pub fn verify(&self, jwt: &str) -> Result<Caller, Status> {
         let failed = |reason: &str| {
-            debug!(reason, "management caller authentication failed");
+            info!(reason, "management caller authentication failed");
             Status::unauthenticated("authentication failed")
         };
-        let header = jsonwebtoken::decode_header(jwt).map_err(|_| failed("malformed JWT"))?;
+        let header = jsonwebtoken::decode_header(jwt).map_err(|err| match err.kind() {
+            // A header that is JSON but not a JWT header: an algorithm jsonwebtoken does not
+            // know, such as `none`.
+            ErrorKind::Json(_) => failed("algorithm"),
+            _ => failed("malformed"),
+        })?;
+        if !self.keys.iter().any(|key| key.algorithm == header.alg) {
+            return Err(failed("algorithm"));
+        }
         let candidates = self.keys.iter().filter(|key| {
             key.algorithm == header.alg
                 && match (&key.kid, &header.kid) {
@@ -136,18 +162,20 @@ impl Authenticator {
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = 30;
-        let mut last_reason = "no key for this algorithm or key id";
+        let mut last_reason = "key id";
         for key in candidates {
             match jsonwebtoken::decode::<Claims>(jwt, &key.key, &validation) {
                 Ok(data) => return caller(data.claims).map_err(|()| failed("invalid claims")),
                 Err(err) => {
                     last_reason = match err.kind() {
-                        jsonwebtoken::errors::ErrorKind::ExpiredSignature => "expired",
-                        jsonwebtoken::errors::ErrorKind::ImmatureSignature => "not yet valid",
-                        jsonwebtoken::errors::ErrorKind::InvalidIssuer => "wrong issuer",
-                        jsonwebtoken::errors::ErrorKind::InvalidAudience => "wrong audience",
-                        jsonwebtoken::errors::ErrorKind::InvalidSignature => "bad signature",
-                        _ => "invalid JWT",
+                        ErrorKind::ExpiredSignature => "expired",
+                        ErrorKind::ImmatureSignature => "not yet valid",
+                        ErrorKind::InvalidIssuer => "issuer",
+                        ErrorKind::InvalidAudience => "audience",
+                        ErrorKind::InvalidSignature => "signature",
+                        ErrorKind::InvalidAlgorithm => "algorithm",
+                        ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => "claims",
+                        _ => "malformed",
                     };
                 }
             }

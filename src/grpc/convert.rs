@@ -151,7 +151,13 @@ pub fn watch_query(request: &pb::WatchEventsRequest) -> Result<(EventFilter, Opt
         &request.agency_id,
         &request.location_id,
     )?;
-    Ok((filter, event_id("after_id", &request.after_id)?))
+    let after = event_id("after_id", &request.after_id)?;
+    match (request.from_start, after) {
+        (false, after) => Ok((filter, after)),
+        // Every event id is above 0.
+        (true, None) => Ok((filter, Some(0))),
+        (true, Some(_)) => Err(Violation::new("after_id", "must be empty with from_start").into()),
+    }
 }
 
 /// Parses a level filter: unspecified means all levels.

@@ -27,11 +27,12 @@ impl TokenIndex {
     /// integration at most). Returns how many were dropped.
     ///
     /// It scans the index only when a token is due, and then not before it has been due for
-    /// `DROP_BATCH`, so drops come in batches, at most one scan per batch period.
+    /// `DROP_BATCH` (or the retention, when shorter), so drops come in batches, at most one
+    /// scan per batch period.
     pub fn drop_ended(&self, now: DateTime<Utc>) -> usize {
         let cutoff = (now - self.retention).timestamp_millis();
         let mut writer = lock(&self.writer);
-        let batch = DROP_BATCH.num_milliseconds();
+        let batch = DROP_BATCH.min(self.retention).num_milliseconds();
         if cutoff < writer.next_end_millis.saturating_add(batch) {
             return 0;
         }

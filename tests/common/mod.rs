@@ -329,7 +329,7 @@ pub fn user(role: &str, agency: &str, locations: &[&str], permissions: Option<&[
     Claims {
         sub: format!("user-{role}"),
         iss: "privint".to_owned(),
-        aud: "privint".to_owned(),
+        aud: "privint".into(),
         exp: (Utc::now().timestamp() + 3600) as u64,
         nbf: None,
         agency_id: Some(agency.to_owned()),

@@ -56,3 +56,9 @@ pub async fn raw_call(
     let trailers = body.trailers().await?.unwrap_or_default();
     Ok(status(&trailers).expect("a grpc-status"))
 }
+
+/// Sends an empty health check over a raw HTTP/2 connection; returns its grpc-status.
+pub async fn raw_health_check(send: &mut h2::client::SendRequest<Bytes>) -> Result<u32, h2::Error> {
+    let empty = Bytes::from_static(&[0, 0, 0, 0, 0]);
+    raw_call(send, "/grpc.health.v1.Health/Check", &[], empty).await
+}
