@@ -248,11 +248,10 @@ where
         .max_concurrent_streams(port.max_streams_per_connection)
         .http2_keepalive_interval(Some(port.keepalive_interval))
         .http2_keepalive_timeout(Some(port.keepalive_timeout))
-        .http2_max_header_list_size(port.max_header_bytes)
-        // A header block in one frame that is over the limit is refused alone; split into more
-        // CONTINUATION frames than the limit needs, h2 closes the connection. Large frames let
-        // clients send a big block in one.
-        .max_frame_size(MAX_FRAME_BYTES)
+        .http2_max_header_list_size(
+            port.max_header_bytes
+                .saturating_mul(crate::grpc::oversized::H2_HEADER_FACTOR),
+        )
         .layer(ActivityLayer)
         .layer(RpcMetricsLayer(Arc::clone(metrics)))
         .layer(
@@ -265,15 +264,15 @@ where
             &config.cors_allowed_origins,
         ))
         .layer(crate::grpc::undecodable::UndecodableLayer)
+        .layer(crate::grpc::oversized::OversizedLayer {
+            max_header_bytes: port.max_header_bytes as usize,
+        })
         .add_service(services.health)
         .add_service(reflection)
         .add_service(services.integrations)
         .add_service(services.authorizer)
         .serve_with_incoming_shutdown(incoming, stop.clone().cancelled_owned()))
 }
-
-/// The largest HTTP/2 frame clients may send (HTTP/2 allows up to 16 MiB).
-const MAX_FRAME_BYTES: u32 = 1024 * 1024;
 
 /// Returns the function that renders the metrics page, with the token gauges of `authorizer`
 /// once it is ready.

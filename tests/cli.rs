@@ -108,6 +108,11 @@ async fn readme_walk_through() {
     assert!(authorize(t2, &[]).contains("DENY REVOKED_TOKEN"));
     assert!(authorize(t1, &[]).starts_with("ALLOW"));
 
+    privint(&app, jwt, &["disable", id]);
+    assert!(authorize(t1, &[]).contains("DENY DISABLED"));
+    privint(&app, jwt, &["enable", id]);
+    assert!(authorize(t1, &[]).starts_with("ALLOW"));
+
     privint(&app, jwt, &["expire", id]);
     assert!(authorize(t1, &[]).contains("DENY REVOKED_TOKEN"));
     let events = privint(&app, jwt, &["events", "--integration", id]);
@@ -115,6 +120,8 @@ async fn readme_walk_through() {
         "integration.created",
         "token.rotated",
         "token.rotation_cancelled",
+        "integration.disabled",
+        "integration.enabled",
         "token.expired",
     ] {
         assert!(events.contains(kind), "{events}");

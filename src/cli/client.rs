@@ -1,4 +1,5 @@
 //! The client subcommands: one function per command, each one call to a running server.
+//! Size: one short function per command of the management API.
 
 use anyhow::Context;
 use chrono::Utc;
@@ -48,6 +49,10 @@ pub enum ManagementCommand {
     Expire(ExpireArgs),
     /// Schedules (or clears) the expiry of the current token.
     ScheduleExpiry(ScheduleExpiryArgs),
+    /// Disables an integration: every token is refused DISABLED until it is enabled.
+    Disable(IdArgs),
+    /// Enables a disabled integration: its tokens work again as they were.
+    Enable(IdArgs),
     /// Deletes an integration; every token stops working at once.
     Delete(IdArgs),
     /// Lists the scope catalog.
@@ -227,6 +232,20 @@ pub async fn manage(client: ClientArgs, command: ManagementCommand) -> anyhow::R
             let etag = String::new();
             let request = pb::CancelRotationRequest { id, etag };
             out.integration(&api.cancel_rotation(request).await?.into_inner())
+        }
+        ManagementCommand::Disable(IdArgs { id }) => {
+            let request = pb::DisableIntegrationRequest {
+                id,
+                etag: String::new(),
+            };
+            out.integration(&api.disable_integration(request).await?.into_inner())
+        }
+        ManagementCommand::Enable(IdArgs { id }) => {
+            let request = pb::EnableIntegrationRequest {
+                id,
+                etag: String::new(),
+            };
+            out.integration(&api.enable_integration(request).await?.into_inner())
         }
         ManagementCommand::Expire(args) => expire(&mut api, &out, args).await,
         ManagementCommand::ScheduleExpiry(args) => schedule_expiry(&mut api, &out, args).await,

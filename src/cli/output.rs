@@ -256,6 +256,9 @@ fn integration_text(integration: &pb::Integration) -> String {
     if integration.rotation_due {
         text += &format!("{:<15} yes\n", "rotation due");
     }
+    if integration.disable_time.is_some() {
+        text += &format!("{:<15} yes: every token is refused DISABLED\n", "disabled");
+    }
     text
 }
 
@@ -284,5 +287,6 @@ fn integration_json(integration: &pb::Integration) -> Value {
         "previous_token": token_json(integration.previous_token.as_ref()),
         "rotation_due": integration.rotation_due,
         "unused_scopes": integration.unused_scopes,
+        "disabled": integration.disable_time.is_some(),
     })
 }

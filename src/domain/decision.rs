@@ -94,6 +94,8 @@ pub enum DenyReason {
     /// The required scopes the grant lacks.
     MissingScopes(ScopeBits),
     WrongAccount,
+    /// The token's integration is disabled.
+    Disabled,
 }
 
 /// The answer to Authorize.
@@ -103,17 +105,31 @@ pub enum Decision {
     Deny(DenyReason),
 }
 
+/// A token as the index found it: its state, its integration's grant, and whether that
+/// integration is disabled.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    pub token: &'a TokenState,
+    pub grant: &'a Grant,
+    pub disabled: bool,
+}
+
 /// Decides whether `token` of `grant` (as found in the index, if at all) may act on `target`
 /// with `required` at `now_millis`.
 ///
 /// Checks run in the order a caller maps to HTTP: token validity (401) before account and scopes (403).
 pub fn authorize(
-    token: Option<(&TokenState, &Grant)>,
+    found: Option<Found<'_>>,
     required: ScopeBits,
     target: &Target<'_>,
     now_millis: i64,
 ) -> Decision {
-    let Some((token, grant)) = token else {
+    let Some(Found {
+        token,
+        grant,
+        disabled,
+    }) = found
+    else {
         return Decision::Deny(DenyReason::UnknownToken);
     };
     let expired = token.end_millis <= now_millis;
@@ -126,6 +142,10 @@ pub fn authorize(
         }
         Revocation::None if expired => return Decision::Deny(DenyReason::ExpiredToken),
         Revocation::None => {}
+    }
+    // A disabled integration's tokens are otherwise as they were: an ended token says so first.
+    if disabled {
+        return Decision::Deny(DenyReason::Disabled);
     }
     if !may_act_on(grant, target) {
         return Decision::Deny(DenyReason::WrongAccount);
@@ -204,8 +224,23 @@ mod tests {
         target: Target<'_>,
         expect: Result<(), DenyReason>,
     ) {
-        let token = token.map(|(state, grant)| (state, grant));
-        let decision = authorize(token, bits(required), &target, now().timestamp_millis());
+        check_with(token, false, required, target, expect);
+    }
+
+    #[track_caller]
+    fn check_with(
+        token: Option<&(TokenState, Grant)>,
+        disabled: bool,
+        required: &[&str],
+        target: Target<'_>,
+        expect: Result<(), DenyReason>,
+    ) {
+        let found = token.map(|(token, grant)| Found {
+            token,
+            grant,
+            disabled,
+        });
+        let decision = authorize(found, bits(required), &target, now().timestamp_millis());
         match (decision, expect) {
             (Decision::Allow { .. }, Ok(())) => {}
             (Decision::Deny(reason), Err(expected)) => assert_eq!(reason, expected),
@@ -240,6 +275,30 @@ mod tests {
                 expect,
             );
         }
+    }
+
+    #[test]
+    fn a_disabled_integration_denies_after_the_tokens_own_state() {
+        let here = || target(Some("agency1"), Some("loc1"));
+        let cases = [
+            (None, None, Err(DenyReason::Disabled)),
+            (Some(-5), None, Err(DenyReason::ExpiredToken)),
+            (None, Some(5), Err(DenyReason::RevokedToken)),
+        ];
+        for (expire_in, revoked_ago, expect) in cases {
+            let token = token(Some("loc1"), expire_in, revoked_ago);
+            check_with(Some(&token), true, &[], here(), expect);
+        }
+        // Before the account and the scopes: nothing about the grant shows while disabled.
+        let token = token(Some("loc1"), None, None);
+        let elsewhere = target(Some("agency2"), Some("loc9"));
+        check_with(
+            Some(&token),
+            true,
+            &["calendars.write"],
+            elsewhere,
+            Err(DenyReason::Disabled),
+        );
     }
 
     #[test]

@@ -203,10 +203,12 @@ pub enum EventKind {
     TokenExpired,
     TokenExpiryScheduled,
     IntegrationDeleted,
+    IntegrationDisabled,
+    IntegrationEnabled,
 }
 
 impl EventKind {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 9] = [
         Self::IntegrationCreated,
         Self::IntegrationUpdated,
         Self::TokenRotated,
@@ -214,6 +216,8 @@ impl EventKind {
         Self::TokenExpired,
         Self::TokenExpiryScheduled,
         Self::IntegrationDeleted,
+        Self::IntegrationDisabled,
+        Self::IntegrationEnabled,
     ];
 
     /// Returns the event type as stored and shown: `integration.created`, ...
@@ -226,6 +230,8 @@ impl EventKind {
             Self::TokenExpired => "token.expired",
             Self::TokenExpiryScheduled => "token.expiry_scheduled",
             Self::IntegrationDeleted => "integration.deleted",
+            Self::IntegrationDisabled => "integration.disabled",
+            Self::IntegrationEnabled => "integration.enabled",
         }
     }
 
@@ -252,6 +258,9 @@ pub struct Integration {
     pub current: Option<TokenRecord>,
     /// Set only while a rotation window is open (the token may since have expired by time).
     pub previous: Option<TokenRecord>,
+    /// When the integration was disabled: while set, every token of it is refused `DISABLED`,
+    /// and its expiry times keep running.
+    pub disable_time: Option<DateTime<Utc>>,
 }
 
 /// What a transition did, for the store to persist beside the integration itself.
@@ -321,6 +330,7 @@ impl Integration {
             version: 1,
             current: Some(token),
             previous: None,
+            disable_time: None,
         };
         let mut change = Change::new(EventKind::IntegrationCreated)
             .detail("name", integration.name.as_str())
@@ -426,6 +436,35 @@ impl Integration {
         }
         self.touch(now);
         Ok(change)
+    }
+
+    /// Disables the integration: its tokens are refused `DISABLED` until it is enabled again,
+    /// and nothing else about them changes.
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` if it is disabled already.
+    pub fn disable(&mut self, now: DateTime<Utc>) -> Result<Change, Error> {
+        if self.disable_time.is_some() {
+            return Err(Error::FailedPrecondition(
+                "the integration is disabled already",
+            ));
+        }
+        self.disable_time = Some(now);
+        self.touch(now);
+        Ok(Change::new(EventKind::IntegrationDisabled))
+    }
+
+    /// Enables a disabled integration: its tokens work again as they were (any that expired
+    /// meanwhile stay expired).
+    ///
+    /// # Errors
+    /// Returns `FailedPrecondition` unless it is disabled.
+    pub fn enable(&mut self, now: DateTime<Utc>) -> Result<Change, Error> {
+        if self.disable_time.take().is_none() {
+            return Err(Error::FailedPrecondition("the integration is not disabled"));
+        }
+        self.touch(now);
+        Ok(Change::new(EventKind::IntegrationEnabled))
     }
 
     /// Revokes the new token and makes the previous token current again, with no expiry.

@@ -386,6 +386,7 @@ pub fn integration(view: &IntegrationView) -> pb::Integration {
             .filter_map(|usage| usage.last_used_time)
             .max()
             .map(timestamp),
+        disable_time: integration.disable_time.map(timestamp),
     }
 }
 
@@ -499,5 +500,6 @@ pub fn deny_reason(reason: &DenyReason) -> pb::DenyReason {
         DenyReason::RevokedToken => pb::DenyReason::RevokedToken,
         DenyReason::WrongAccount => pb::DenyReason::WrongAccount,
         DenyReason::MissingScopes(_) => pb::DenyReason::MissingScopes,
+        DenyReason::Disabled => pb::DenyReason::Disabled,
     }
 }

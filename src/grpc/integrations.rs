@@ -150,6 +150,30 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         Ok(Response::new(convert::integration(&view)))
     }
 
+    #[instrument(skip_all, fields(rpc = "DisableIntegration", integration.id))]
+    async fn disable_integration(
+        &self,
+        request: Request<pb::DisableIntegrationRequest>,
+    ) -> Result<Response<pb::Integration>, Status> {
+        let (service, caller) = self.context(&request)?;
+        let request = request.into_inner();
+        let id = integration_id("id", &request.id)?;
+        let view = service.disable(&caller, &id, etag(&request.etag)).await?;
+        Ok(Response::new(convert::integration(&view)))
+    }
+
+    #[instrument(skip_all, fields(rpc = "EnableIntegration", integration.id))]
+    async fn enable_integration(
+        &self,
+        request: Request<pb::EnableIntegrationRequest>,
+    ) -> Result<Response<pb::Integration>, Status> {
+        let (service, caller) = self.context(&request)?;
+        let request = request.into_inner();
+        let id = integration_id("id", &request.id)?;
+        let view = service.enable(&caller, &id, etag(&request.etag)).await?;
+        Ok(Response::new(convert::integration(&view)))
+    }
+
     #[instrument(skip_all, fields(rpc = "ExpireToken", integration.id))]
     async fn expire_token(
         &self,

@@ -7,6 +7,7 @@ pub mod auth;
 mod authorize;
 pub(crate) mod convert;
 mod integrations;
+pub mod oversized;
 mod status;
 pub mod undecodable;
 pub mod web;

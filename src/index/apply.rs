@@ -43,6 +43,7 @@ impl TokenIndex {
                         scopes: self.catalog.bits(&integration.scopes),
                     },
                     version,
+                    disabled: integration.disable_time.is_some(),
                     required: Default::default(),
                     dirty: AtomicBool::new(false),
                 })

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::domain::account::AccountId;
 use crate::domain::decision::{
-    Decision, DenyReason, Grant, Revocation, Target, TokenState, authorize,
+    Decision, DenyReason, Found, Grant, Revocation, Target, TokenState, authorize,
 };
 use crate::domain::scope::{Catalog, ScopeBits};
 use crate::domain::token::TokenHash;
@@ -49,6 +49,8 @@ pub struct IndexedGrant {
     required: [AtomicU64; 2],
     /// True while the grant waits in the recorder's list.
     dirty: AtomicBool,
+    /// Whether the integration is disabled (in what would be padding: the grant stays 104 bytes).
+    disabled: bool,
 }
 
 impl IndexedGrant {
@@ -216,12 +218,12 @@ impl TokenIndex {
                 };
             };
             let state = slot.state();
-            let decision = authorize(
-                Some((&state, &slot.grant.grant)),
-                required,
-                target,
-                now_millis,
-            );
+            let found = Found {
+                token: &state,
+                grant: &slot.grant.grant,
+                disabled: slot.grant.disabled,
+            };
+            let decision = authorize(Some(found), required, target, now_millis);
             let allowed = matches!(decision, Decision::Allow { .. });
             if allowed {
                 // A plain load and store: the time only moves forward in practice, and a race

@@ -64,10 +64,11 @@ enum AuthorizeResult {
     revoked_token,
     missing_scopes,
     wrong_account,
+    disabled,
 }
 
 impl AuthorizeResult {
-    const ALL: [Self; 7] = [
+    const ALL: [Self; 8] = [
         Self::allow,
         Self::malformed_token,
         Self::unknown_token,
@@ -75,6 +76,7 @@ impl AuthorizeResult {
         Self::revoked_token,
         Self::missing_scopes,
         Self::wrong_account,
+        Self::disabled,
     ];
 
     fn of(decision: &Decision) -> Self {
@@ -86,6 +88,7 @@ impl AuthorizeResult {
             Decision::Deny(DenyReason::RevokedToken) => Self::revoked_token,
             Decision::Deny(DenyReason::MissingScopes(_)) => Self::missing_scopes,
             Decision::Deny(DenyReason::WrongAccount) => Self::wrong_account,
+            Decision::Deny(DenyReason::Disabled) => Self::disabled,
         }
     }
 }

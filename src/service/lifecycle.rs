@@ -336,6 +336,36 @@ impl Integrations {
         .await
     }
 
+    /// Disables an integration: its tokens deny `DISABLED` until it is enabled.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` if it is disabled already, and as [`Integrations::update`].
+    pub async fn disable(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+    ) -> Result<IntegrationView, Error> {
+        self.change(caller, id, etag, |integration, now| {
+            integration.disable(now)
+        })
+        .await
+    }
+
+    /// Enables a disabled integration: its tokens work again as they were.
+    ///
+    /// # Errors
+    /// `FailedPrecondition` unless it is disabled, and as [`Integrations::update`].
+    pub async fn enable(
+        &self,
+        caller: &Caller,
+        id: &IntegrationId,
+        etag: Option<&str>,
+    ) -> Result<IntegrationView, Error> {
+        self.change(caller, id, etag, |integration, now| integration.enable(now))
+            .await
+    }
+
     /// Expires every live token now, or only the previous one.
     ///
     /// # Errors

@@ -91,6 +91,7 @@ pub(super) fn integration(
         version: row.version,
         current: slot(&row.current_token_id)?,
         previous: slot(&row.previous_token_id)?,
+        disable_time: row.disable_time,
     })
 }
 
@@ -113,6 +114,7 @@ pub(super) fn integration_row(
         current_token_id: Set(token_id(&integration.current)),
         previous_token_id: Set(token_id(&integration.previous)),
         delete_time: Set(delete_time),
+        disable_time: Set(integration.disable_time),
     }
 }
 

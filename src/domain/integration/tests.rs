@@ -297,6 +297,24 @@ fn schedule_expiry_sets_and_clears_the_current_tokens_expiry() {
 }
 
 #[test]
+fn disable_and_enable_change_nothing_but_the_flag() {
+    let (mut integration, _) = created();
+    rotate_later(&mut integration, 2, 10, Duration::hours(1));
+    let before = (slots(&integration), integration.previous.clone());
+    let change = integration.disable(at(20)).expect("disable");
+    assert_eq!(change.kind, EventKind::IntegrationDisabled);
+    assert!(change.retired.is_empty() && change.issued.is_none());
+    assert_eq!(integration.disable_time, Some(at(20)));
+    check_refused(integration.disable(at(21)), "disabled already");
+    let change = integration.enable(at(30)).expect("enable");
+    assert_eq!(change.kind, EventKind::IntegrationEnabled);
+    assert_eq!(integration.disable_time, None);
+    assert_eq!((slots(&integration), integration.previous.clone()), before);
+    assert_eq!(integration.version, 4);
+    check_refused(integration.enable(at(31)), "not disabled");
+}
+
+#[test]
 fn delete_revokes_every_token() {
     let (mut integration, _) = created();
     rotate_later(&mut integration, 2, 10, Duration::hours(1));

@@ -20,6 +20,7 @@ pub struct Model {
     pub current_token_id: Option<String>,
     pub previous_token_id: Option<String>,
     pub delete_time: Option<DateTimeUtc>,
+    pub disable_time: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261125_000003_token_daily_usage;
 mod m20261125_000004_integration_ranges;
 mod m20261125_000005_range_digests;
 mod m20261125_000006_create_requests;
+mod m20261125_000007_disable_time;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_integration_ranges::Migration),
             Box::new(m20261125_000005_range_digests::Migration),
             Box::new(m20261125_000006_create_requests::Migration),
+            Box::new(m20261125_000007_disable_time::Migration),
         ]
     }
 }
