@@ -64,6 +64,7 @@ fn index_benches(c: &mut Criterion) {
                 name,
                 description: Description::default(),
                 scopes,
+                ip_allowlist: None,
             },
             "bench".into(),
             TokenRecord::issue(TokenId::from_uuid(uuid::Uuid::now_v7()), &plain, now),
@@ -94,7 +95,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_allow", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&bearer), &required, &agency, &location)
+                .authorize(black_box(&bearer), &required, &agency, &location, "")
                 .expect("valid request")
         })
     });
@@ -102,7 +103,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_deny_missing_scopes", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&bearer), &missing, &agency, &location)
+                .authorize(black_box(&bearer), &missing, &agency, &location, "")
                 .expect("valid request")
         })
     });
@@ -110,7 +111,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_deny_malformed", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&malformed), &required, &agency, &location)
+                .authorize(black_box(&malformed), &required, &agency, &location, "")
                 .expect("valid request")
         })
     });

@@ -215,6 +215,7 @@ async fn paced_load(
             required_scopes: vec!["contacts.readonly".into()],
             agency_id: "agency1".into(),
             location_id: location.clone(),
+            ..Default::default()
         };
         calls.spawn(async move {
             let sent = Instant::now();

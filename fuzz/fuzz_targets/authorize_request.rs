@@ -42,6 +42,7 @@ static SUBJECT: LazyLock<(Authorizer, String)> = LazyLock::new(|| {
         name: IntegrationName::parse("name", "fuzz").expect("valid"),
         description: Description::default(),
         scopes,
+        ip_allowlist: None,
     };
     let token = PlainToken::generate(&ring::rand::SystemRandom::new()).expect("random");
     let record = TokenRecord::issue(TokenId::from_uuid(uuid::Uuid::from_u128(1)), &token, now);
@@ -63,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
         &request.required_scopes,
         &request.agency_id,
         &request.location_id,
+        &request.client_ip,
     );
     if let Ok(answer) = answer
         && matches!(answer.decision, Decision::Allow { .. })

@@ -80,6 +80,9 @@ pub struct CreateArgs {
     /// A scope to grant (repeatable).
     #[arg(long = "scope", required = true)]
     pub scopes: Vec<String>,
+    /// A CIDR range its tokens may be used from (repeatable); none: anywhere.
+    #[arg(long = "allow-ip")]
+    pub ip_allowlist: Vec<String>,
     /// An id for this request: running the command again with it within 24 hours returns the
     /// integration it created instead of another (without the token, shown the first time).
     #[arg(long, default_value = "")]
@@ -108,6 +111,12 @@ pub struct UpdateArgs {
     /// The new scope set (repeatable); replaces the old one.
     #[arg(long = "scope")]
     pub scopes: Vec<String>,
+    /// The new IP allowlist (a CIDR range, repeatable); replaces the old one.
+    #[arg(long = "allow-ip")]
+    pub ip_allowlist: Vec<String>,
+    /// Removes the IP allowlist: tokens work from anywhere.
+    #[arg(long, conflicts_with = "ip_allowlist")]
+    pub any_ip: bool,
     #[arg(long, default_value = "")]
     pub etag: String,
 }
@@ -160,6 +169,9 @@ pub struct AuthorizeArgs {
     pub agency: String,
     #[arg(long, default_value = "")]
     pub location: String,
+    /// The API caller's IP address, for integrations with an IP allowlist.
+    #[arg(long, default_value = "")]
+    pub client_ip: String,
 }
 
 #[derive(Args)]
@@ -200,6 +212,7 @@ pub async fn authorize(client: ClientArgs, args: AuthorizeArgs) -> anyhow::Resul
         required_scopes: args.scopes,
         agency_id: args.agency,
         location_id: args.location,
+        client_ip: args.client_ip,
     };
     let response = authorizer.authorize(request).await?.into_inner();
     Output::new(client.json).decision(&response)
@@ -269,6 +282,7 @@ async fn create(api: &mut Api, out: &Output, args: CreateArgs) -> anyhow::Result
         name: args.name,
         description: args.description,
         scopes: args.scopes,
+        ip_allowlist: args.ip_allowlist,
         request_id: args.request_id,
     };
     let response = api.create_integration(request).await?.into_inner();
@@ -307,6 +321,10 @@ async fn update(api: &mut Api, out: &Output, args: UpdateArgs) -> anyhow::Result
     if !args.scopes.is_empty() {
         integration.scopes = args.scopes;
         paths.push("scopes".to_owned());
+    }
+    if !args.ip_allowlist.is_empty() || args.any_ip {
+        integration.ip_allowlist = args.ip_allowlist;
+        paths.push("ip_allowlist".to_owned());
     }
     let request = pb::UpdateIntegrationRequest {
         integration: Some(integration),

@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::domain::account::Owner;
+use crate::domain::allowlist::IpAllowlist;
 use crate::domain::error::{Error, Violation};
 use crate::domain::scope::ScopeSet;
 use crate::domain::token::{PlainToken, TokenHash};
@@ -261,6 +262,8 @@ pub struct Integration {
     /// When the integration was disabled: while set, every token of it is refused `DISABLED`,
     /// and its expiry times keep running.
     pub disable_time: Option<DateTime<Utc>>,
+    /// The networks its tokens may be used from; `None` for anywhere.
+    pub ip_allowlist: Option<IpAllowlist>,
 }
 
 /// What a transition did, for the store to persist beside the integration itself.
@@ -297,6 +300,8 @@ pub struct Patch {
     pub name: Option<IntegrationName>,
     pub description: Option<Description>,
     pub scopes: Option<ScopeSet>,
+    /// `Some(None)` removes the allowlist.
+    pub ip_allowlist: Option<Option<IpAllowlist>>,
 }
 
 /// What a new integration is to be: its owner, name, description and granted scopes.
@@ -306,6 +311,7 @@ pub struct Draft {
     pub name: IntegrationName,
     pub description: Description,
     pub scopes: ScopeSet,
+    pub ip_allowlist: Option<IpAllowlist>,
 }
 
 impl Integration {
@@ -331,6 +337,7 @@ impl Integration {
             current: Some(token),
             previous: None,
             disable_time: None,
+            ip_allowlist: draft.ip_allowlist,
         };
         let mut change = Change::new(EventKind::IntegrationCreated)
             .detail("name", integration.name.as_str())
@@ -361,10 +368,14 @@ impl Integration {
     /// # Errors
     /// Returns `InvalidArgument` if the patch changes nothing.
     pub fn update(&mut self, patch: Patch, now: DateTime<Utc>) -> Result<Change, Error> {
-        if patch.name.is_none() && patch.description.is_none() && patch.scopes.is_none() {
+        if patch.name.is_none()
+            && patch.description.is_none()
+            && patch.scopes.is_none()
+            && patch.ip_allowlist.is_none()
+        {
             return Err(Violation::new(
                 "update_mask",
-                "must name at least one of name, description, scopes",
+                "must name at least one of name, description, scopes, ip_allowlist",
             )
             .into());
         }
@@ -382,6 +393,11 @@ impl Integration {
                 .detail("scopes", scopes.joined())
                 .detail("previous_scopes", self.scopes.joined());
             self.scopes = scopes;
+        }
+        if let Some(ip_allowlist) = patch.ip_allowlist {
+            let joined = ip_allowlist.as_ref().map(IpAllowlist::joined);
+            change = change.detail("ip_allowlist", joined.unwrap_or_default());
+            self.ip_allowlist = ip_allowlist;
         }
         self.touch(now);
         Ok(change)

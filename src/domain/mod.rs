@@ -5,6 +5,7 @@
 //! as parameters) and knows nothing of gRPC or the database; it fails only with [`error::Error`].
 
 pub mod account;
+pub mod allowlist;
 pub mod caller;
 pub mod decision;
 pub mod error;

@@ -44,6 +44,7 @@ impl pb::token_authorizer_server::TokenAuthorizer for AuthorizerApi {
             &request.required_scopes,
             &request.agency_id,
             &request.location_id,
+            &request.client_ip,
         )?;
         Ok(Response::new(convert::answer(answer)))
     }

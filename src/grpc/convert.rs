@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, Utc};
 
 use crate::domain::account::{AccountId, Level, Owner};
+use crate::domain::allowlist::IpAllowlist;
 use crate::domain::decision::{Decision, DenyReason};
 use crate::domain::error::{Error, Violation};
 use crate::domain::event::{Event, EventFilter};
@@ -191,6 +192,7 @@ pub fn new_integration(request: pb::CreateIntegrationRequest) -> Result<NewInteg
         name: IntegrationName::parse("name", &request.name)?,
         description: Description::parse("description", &request.description)?,
         scopes: Scope::parse_list("scopes", &request.scopes)?,
+        ip_allowlist: IpAllowlist::parse("ip_allowlist", &request.ip_allowlist)?,
         request_id: RequestId::parse_optional("request_id", &request.request_id)?,
     })
 }
@@ -232,7 +234,7 @@ pub fn update(
     let mask = mask.filter(|mask| !mask.paths.is_empty()).ok_or_else(|| {
         Violation::new(
             "update_mask",
-            "must name at least one of name, description, scopes",
+            "must name at least one of name, description, scopes, ip_allowlist",
         )
     })?;
     let mut update = Update::default();
@@ -256,11 +258,17 @@ pub fn update(
                     &integration.scopes,
                 )?)
             }
+            "ip_allowlist" => {
+                update.ip_allowlist = Some(IpAllowlist::parse(
+                    "integration.ip_allowlist",
+                    &integration.ip_allowlist,
+                )?)
+            }
             _ => {
                 return Err(Violation::new(
                     "update_mask",
                     format!(
-                        "cannot update {:?}: only name, description and scopes",
+                        "cannot update {:?}: only name, description, scopes and ip_allowlist",
                         truncated(path)
                     ),
                 )
@@ -387,6 +395,11 @@ pub fn integration(view: &IntegrationView) -> pb::Integration {
             .max()
             .map(timestamp),
         disable_time: integration.disable_time.map(timestamp),
+        ip_allowlist: integration
+            .ip_allowlist
+            .as_ref()
+            .map(IpAllowlist::ranges)
+            .unwrap_or_default(),
     }
 }
 
@@ -501,5 +514,6 @@ pub fn deny_reason(reason: &DenyReason) -> pb::DenyReason {
         DenyReason::WrongAccount => pb::DenyReason::WrongAccount,
         DenyReason::MissingScopes(_) => pb::DenyReason::MissingScopes,
         DenyReason::Disabled => pb::DenyReason::Disabled,
+        DenyReason::IpNotAllowed => pb::DenyReason::IpNotAllowed,
     }
 }

@@ -95,7 +95,8 @@ pub mod pb {
         AuthorizeRequest {
             required_scopes,
             location_id,
-            agency_id
+            agency_id,
+            client_ip
         },
         CreateIntegrationResponse { integration },
         RotateTokenResponse { integration },

@@ -44,6 +44,7 @@ impl TokenIndex {
                     },
                     version,
                     disabled: integration.disable_time.is_some(),
+                    allowlist: integration.ip_allowlist.clone().map(Arc::new),
                     required: Default::default(),
                     dirty: AtomicBool::new(false),
                 })

@@ -30,6 +30,7 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::domain::account::AccountId;
+use crate::domain::allowlist::IpAllowlist;
 use crate::domain::decision::{
     Decision, DenyReason, Found, Grant, Revocation, Target, TokenState, authorize,
 };
@@ -49,8 +50,11 @@ pub struct IndexedGrant {
     required: [AtomicU64; 2],
     /// True while the grant waits in the recorder's list.
     dirty: AtomicBool,
-    /// Whether the integration is disabled (in what would be padding: the grant stays 104 bytes).
+    /// Whether the integration is disabled (in what would otherwise be padding).
     disabled: bool,
+    /// The networks its tokens may be used from, if it restricts them (a thin pointer: most
+    /// integrations have none).
+    allowlist: Option<Arc<IpAllowlist>>,
 }
 
 impl IndexedGrant {
@@ -222,6 +226,7 @@ impl TokenIndex {
                 token: &state,
                 grant: &slot.grant.grant,
                 disabled: slot.grant.disabled,
+                allowlist: slot.grant.allowlist.as_deref(),
             };
             let decision = authorize(Some(found), required, target, now_millis);
             let allowed = matches!(decision, Decision::Allow { .. });

@@ -27,6 +27,7 @@ fn decide(index: &TokenIndex, token: &PlainToken, now: DateTime<Utc>) -> Decisio
     let target = Target {
         agency_id: None,
         location_id: Some("loc1"),
+        client_ip: None,
     };
     let required = index
         .catalog()
@@ -83,6 +84,7 @@ impl Maker {
             name: IntegrationName::parse("name", "x").expect("valid"),
             description: Description::default(),
             scopes,
+            ip_allowlist: None,
         };
         let (plain, record) = self.token(now);
         let id = IntegrationId::from_uuid(self.uuid());
@@ -243,5 +245,5 @@ fn the_recorder_takes_only_what_was_used() {
 #[test]
 fn slots_and_grants_stay_small() {
     assert_eq!(std::mem::size_of::<TokenSlot>(), 80);
-    assert_eq!(std::mem::size_of::<IndexedGrant>(), 104);
+    assert_eq!(std::mem::size_of::<IndexedGrant>(), 112);
 }

@@ -65,10 +65,11 @@ enum AuthorizeResult {
     missing_scopes,
     wrong_account,
     disabled,
+    ip_not_allowed,
 }
 
 impl AuthorizeResult {
-    const ALL: [Self; 8] = [
+    const ALL: [Self; 9] = [
         Self::allow,
         Self::malformed_token,
         Self::unknown_token,
@@ -77,6 +78,7 @@ impl AuthorizeResult {
         Self::missing_scopes,
         Self::wrong_account,
         Self::disabled,
+        Self::ip_not_allowed,
     ];
 
     fn of(decision: &Decision) -> Self {
@@ -89,6 +91,7 @@ impl AuthorizeResult {
             Decision::Deny(DenyReason::MissingScopes(_)) => Self::missing_scopes,
             Decision::Deny(DenyReason::WrongAccount) => Self::wrong_account,
             Decision::Deny(DenyReason::Disabled) => Self::disabled,
+            Decision::Deny(DenyReason::IpNotAllowed) => Self::ip_not_allowed,
         }
     }
 }

@@ -55,21 +55,30 @@ impl Authorizer {
     /// `required`. Nothing of the request is copied, and the clock is read once.
     ///
     /// # Errors
-    /// Returns `InvalidArgument` for a malformed request: no account, a bad account id, or an
-    /// unknown required scope. A bad token is a `Deny`, not an error.
+    /// Returns `InvalidArgument` for a malformed request: no account, a bad account id, an
+    /// unknown required scope, or a client IP that is not an address. A bad token is a `Deny`,
+    /// not an error.
     pub fn authorize<'a>(
         &'a self,
         token: &str,
         required: &[String],
         agency_id: &'a str,
         location_id: &'a str,
+        client_ip: &str,
     ) -> Result<Answer<'a>, Error> {
         // One call in `LATENCY_SAMPLE` is timed: the histogram keeps its shape without two more
         // clock reads on every call.
         let started = sampled().then(Instant::now);
+        let client_ip = match client_ip {
+            "" => None,
+            ip => Some(ip.parse().map_err(|_| {
+                Violation::new("client_ip", "must be an IPv4 or IPv6 address, or empty")
+            })?),
+        };
         let target = Target {
             agency_id: account("agency_id", agency_id)?,
             location_id: account("location_id", location_id)?,
+            client_ip,
         };
         if target.agency_id.is_none() && target.location_id.is_none() {
             return Err(Violation::new(

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::domain::account::{Level, Owner};
+use crate::domain::allowlist::IpAllowlist;
 use crate::domain::caller::Caller;
 use crate::domain::error::{Error, Violation};
 use crate::domain::event::Event;
@@ -53,6 +54,7 @@ pub struct NewIntegration {
     pub description: Description,
     /// Validated against the catalog at the owner's level.
     pub scopes: Vec<Scope>,
+    pub ip_allowlist: Option<IpAllowlist>,
     /// The client's id for this request: a retry with it within [`REQUEST_ID_WINDOW`] returns
     /// the integration the first attempt created.
     pub request_id: Option<RequestId>,
@@ -77,6 +79,8 @@ pub struct Update {
     pub name: Option<IntegrationName>,
     pub description: Option<Description>,
     pub scopes: Option<Vec<Scope>>,
+    /// `Some(None)` removes the allowlist.
+    pub ip_allowlist: Option<Option<IpAllowlist>>,
 }
 
 /// How a rotation treats the old token, as requested.
@@ -174,6 +178,7 @@ impl Integrations {
             name: new.name,
             description: new.description,
             scopes,
+            ip_allowlist: new.ip_allowlist,
         };
         let id = IntegrationId::from_uuid(Uuid::now_v7());
         let (integration, change) =
@@ -271,6 +276,7 @@ impl Integrations {
                 name: update.name,
                 description: update.description,
                 scopes,
+                ip_allowlist: update.ip_allowlist,
             };
             integration.update(patch, now)
         })

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 
 use crate::domain::account::{AccountId, Owner};
+use crate::domain::allowlist::IpAllowlist;
 use crate::domain::error::Error;
 use crate::domain::event::Event;
 use crate::domain::integration::{
@@ -92,6 +93,13 @@ pub(super) fn integration(
         current: slot(&row.current_token_id)?,
         previous: slot(&row.previous_token_id)?,
         disable_time: row.disable_time,
+        ip_allowlist: match &row.ip_allowlist {
+            Some(joined) => {
+                let ranges: Vec<String> = joined.split(' ').map(str::to_owned).collect();
+                IpAllowlist::parse("ip_allowlist", &ranges).map_err(|_| corrupt("ip_allowlist"))?
+            }
+            None => None,
+        },
     })
 }
 
@@ -115,6 +123,7 @@ pub(super) fn integration_row(
         previous_token_id: Set(token_id(&integration.previous)),
         delete_time: Set(delete_time),
         disable_time: Set(integration.disable_time),
+        ip_allowlist: Set(integration.ip_allowlist.as_ref().map(IpAllowlist::joined)),
     }
 }
 

@@ -358,6 +358,7 @@ pub fn location_integration(name: &str, scopes: &[&str]) -> pb::CreateIntegratio
         name: name.to_owned(),
         description: "test integration".to_owned(),
         scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
+        ip_allowlist: Vec::new(),
         request_id: String::new(),
     }
 }
@@ -389,6 +390,7 @@ pub fn authorize_request(token: &str, scopes: &[&str]) -> pb::AuthorizeRequest {
         required_scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
         agency_id: AGENCY.to_owned(),
         location_id: LOCATION.to_owned(),
+        client_ip: String::new(),
     }
 }
 
@@ -404,6 +406,7 @@ pub async fn authorize_on(
         required_scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
         agency_id: agency.to_owned(),
         location_id: location.to_owned(),
+        client_ip: String::new(),
     };
     app.authorizer()
         .await

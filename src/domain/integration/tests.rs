@@ -37,6 +37,7 @@ fn created() -> (Integration, Change) {
         name: IntegrationName::parse("name", "Zapier").expect("valid"),
         description: Description::default(),
         scopes: scopes(&["contacts.readonly"]),
+        ip_allowlist: None,
     };
     Integration::create(
         IntegrationId::from_uuid(uuid::Uuid::from_u128(100)),

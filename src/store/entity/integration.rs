@@ -21,6 +21,8 @@ pub struct Model {
     pub previous_token_id: Option<String>,
     pub delete_time: Option<DateTimeUtc>,
     pub disable_time: Option<DateTimeUtc>,
+    /// CIDR ranges joined by single spaces; NULL for anywhere.
+    pub ip_allowlist: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

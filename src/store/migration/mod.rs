@@ -12,6 +12,7 @@ mod m20261125_000004_integration_ranges;
 mod m20261125_000005_range_digests;
 mod m20261125_000006_create_requests;
 mod m20261125_000007_disable_time;
+mod m20261125_000008_ip_allowlist;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_range_digests::Migration),
             Box::new(m20261125_000006_create_requests::Migration),
             Box::new(m20261125_000007_disable_time::Migration),
+            Box::new(m20261125_000008_ip_allowlist::Migration),
         ]
     }
 }
