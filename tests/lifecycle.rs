@@ -122,6 +122,7 @@ async fn create_get_list(backend: Backend) {
         location_id: location.to_owned(),
         page_size: 2,
         page_token,
+        ..Default::default()
     };
     let page1 = api
         .list_integrations(list(String::new(), ""))

@@ -99,6 +99,12 @@ pub struct ListArgs {
     pub page_size: i32,
     #[arg(long, default_value = "")]
     pub page_token: String,
+    /// Only integrations with a token expiring within this time, e.g. 14d.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub expiring_within: Option<std::time::Duration>,
+    /// Only integrations whose current token is due for rotation.
+    #[arg(long)]
+    pub rotation_due: bool,
 }
 
 #[derive(Args)]
@@ -294,11 +300,20 @@ async fn create(api: &mut Api, out: &Output, args: CreateArgs) -> anyhow::Result
 }
 
 async fn list(api: &mut Api, out: &Output, args: ListArgs) -> anyhow::Result<()> {
+    let expiring_before = match args.expiring_within {
+        Some(within) => Some(crate::grpc::convert::timestamp(
+            Utc::now()
+                + chrono::Duration::from_std(within).context("--expiring-within is too long")?,
+        )),
+        None => None,
+    };
     let request = pb::ListIntegrationsRequest {
         agency_id: args.agency,
         location_id: args.location.unwrap_or_default(),
         page_size: args.page_size,
         page_token: args.page_token,
+        expiring_before,
+        rotation_due: args.rotation_due,
     };
     out.integrations(&api.list_integrations(request).await?.into_inner())
 }

@@ -20,7 +20,7 @@ use crate::domain::scope::{Scope, ScopeEntry, truncated};
 use crate::domain::usage::TokenUsage;
 use crate::grpc::pb;
 use crate::service::authorizer::Answer;
-use crate::service::lifecycle::{Created, NewIntegration, Page, RotateMode, Update};
+use crate::service::lifecycle::{Created, ListFilter, NewIntegration, Page, RotateMode, Update};
 use crate::service::usage::IntegrationView;
 
 /// The page size used when a request asks for none.
@@ -200,6 +200,7 @@ pub fn new_integration(request: pb::CreateIntegrationRequest) -> Result<NewInteg
 /// What a list request asks for.
 pub struct ListQuery {
     pub account: Owner,
+    pub filter: ListFilter,
     pub after: Option<IntegrationId>,
     pub page_size: u64,
 }
@@ -217,6 +218,14 @@ pub fn list_query(request: &pb::ListIntegrationsRequest) -> Result<ListQuery, Er
         account: Owner {
             agency_id: AccountId::parse("agency_id", &request.agency_id)?,
             location_id: AccountId::parse_optional("location_id", &request.location_id)?,
+        },
+        filter: ListFilter {
+            expiring_before: request
+                .expiring_before
+                .as_ref()
+                .map(|it| parse_timestamp("expiring_before", it))
+                .transpose()?,
+            rotation_due: request.rotation_due,
         },
         after,
         page_size: page_size(request.page_size)?,

@@ -83,7 +83,13 @@ impl pb::integration_service_server::IntegrationService for IntegrationsApi {
         let (service, caller) = self.context(&request)?;
         let query = convert::list_query(request.get_ref())?;
         let page = service
-            .list(&caller, &query.account, query.after, query.page_size)
+            .list(
+                &caller,
+                &query.account,
+                &query.filter,
+                query.after,
+                query.page_size,
+            )
             .await?;
         Ok(Response::new(convert::integrations(page)))
     }

@@ -28,7 +28,7 @@ use crate::domain::token::PlainToken;
 use crate::index::TokenIndex;
 use crate::service::events::Events;
 use crate::service::usage::{IntegrationView, Usage};
-use crate::store::Store;
+use crate::store::{self, Store};
 
 /// The bounds of token lifetimes, from configuration.
 #[derive(Debug, Clone)]
@@ -58,6 +58,15 @@ pub struct NewIntegration {
     /// The client's id for this request: a retry with it within [`REQUEST_ID_WINDOW`] returns
     /// the integration the first attempt created.
     pub request_id: Option<RequestId>,
+}
+
+/// Which integrations a listing keeps, beyond the account.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// Only those with a live token that expires between now and this time.
+    pub expiring_before: Option<DateTime<chrono::Utc>>,
+    /// Only those whose current token is due for rotation.
+    pub rotation_due: bool,
 }
 
 /// How long a client request id of a create is remembered.
@@ -236,14 +245,20 @@ impl Integrations {
         &self,
         caller: &Caller,
         account: &Owner,
+        filter: &ListFilter,
         after: Option<IntegrationId>,
         page_size: u64,
     ) -> Result<Page<IntegrationView, IntegrationId>, Error> {
         // A whole agency is listed only by agency roles; location roles name their location.
         caller.check_view_account(account)?;
+        let now = self.clock.now();
+        let filter = store::ListFilter {
+            expiring: filter.expiring_before.map(|before| (now, before)),
+            rotation_due_since: filter.rotation_due.then(|| now - self.policy.rotation_age),
+        };
         let items = self
             .store
-            .list_integrations(account, after.as_ref(), page_size + 1)
+            .list_integrations(account, &filter, after.as_ref(), page_size + 1)
             .await?;
         let page = Page::of(items, page_size, |it| it.id.clone());
         Ok(Page {

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait,
 };
 
 use crate::domain::account::Owner;
@@ -21,6 +23,15 @@ pub struct IntegrationTokens {
     pub integration: Integration,
     /// Tokens that left the slots: revoked or expired.
     pub retired: Vec<TokenRecord>,
+}
+
+/// Which integrations a listing keeps, beyond the account.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    /// `(now, before)`: only those with a live token that expires after now and before `before`.
+    pub expiring: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Only those whose current token was created at or before this (rotation due).
+    pub rotation_due_since: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -53,15 +64,42 @@ impl Store {
     pub async fn list_integrations(
         &self,
         account: &Owner,
+        filter: &ListFilter,
         after: Option<&IntegrationId>,
         limit: u64,
     ) -> Result<Vec<Integration>, Error> {
         use entity::integration::Column;
+        use entity::token::Column as Token;
         let mut query = entity::integration::Entity::find()
             .filter(Column::AgencyId.eq(account.agency_id.as_str()))
             .filter(Column::DeleteTime.is_null());
         if let Some(location_id) = &account.location_id {
             query = query.filter(Column::LocationId.eq(location_id.as_str()));
+        }
+        let live_tokens = || {
+            entity::token::Entity::find()
+                .select_only()
+                .column(Token::Id)
+                .filter(Token::RevokeTime.is_null())
+        };
+        if let Some((now, before)) = filter.expiring {
+            // A current or previous token whose expiry is still ahead, and before `before`.
+            let expiring = live_tokens()
+                .filter(Token::ExpireTime.gt(now))
+                .filter(Token::ExpireTime.lt(before))
+                .into_query();
+            query = query.filter(
+                Condition::any()
+                    .add(Column::CurrentTokenId.in_subquery(expiring.clone()))
+                    .add(Column::PreviousTokenId.in_subquery(expiring)),
+            );
+        }
+        if let Some(created_by) = filter.rotation_due_since {
+            // As `Integration::rotation_due`: the current token is older than the rotation age.
+            let old = live_tokens()
+                .filter(Token::CreateTime.lte(created_by))
+                .into_query();
+            query = query.filter(Column::CurrentTokenId.in_subquery(old));
         }
         if let Some(after) = after {
             query = query.filter(Column::Id.gt(after.as_str()));

@@ -28,7 +28,7 @@ use sea_orm_migration::MigratorTrait;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use events::EventWakeups;
-pub use integrations::IntegrationTokens;
+pub use integrations::{IntegrationTokens, ListFilter};
 pub use ranges::{RangeDigest, range_of};
 
 use crate::domain::error::Error;
