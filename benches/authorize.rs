@@ -21,7 +21,7 @@ use privint::domain::scope::{Catalog, Scope};
 use privint::domain::token::{PlainToken, TokenHash};
 use privint::grpc::pb;
 use privint::index::TokenIndex;
-use privint::service::authorizer::Authorizer;
+use privint::service::authorizer::{Authorizer, Call};
 use ring::rand::SystemRandom;
 
 #[path = "support/mod.rs"]
@@ -95,7 +95,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_allow", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&bearer), &required, &agency, &location, "")
+                .authorize(call(black_box(&bearer), &required, &agency, &location))
                 .expect("valid request")
         })
     });
@@ -103,7 +103,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_deny_missing_scopes", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&bearer), &missing, &agency, &location, "")
+                .authorize(call(black_box(&bearer), &missing, &agency, &location))
                 .expect("valid request")
         })
     });
@@ -111,7 +111,7 @@ fn index_benches(c: &mut Criterion) {
     group.bench_function("authorize_deny_malformed", |b| {
         b.iter(|| {
             authorizer
-                .authorize(black_box(&malformed), &required, &agency, &location, "")
+                .authorize(call(black_box(&malformed), &required, &agency, &location))
                 .expect("valid request")
         })
     });
@@ -207,3 +207,20 @@ fn grpc_benches(c: &mut Criterion) {
 
 criterion_group!(benches, index_benches, grpc_benches);
 criterion_main!(benches);
+
+/// An Authorize call on `agency` and `location` with `required`, from an unnamed caller.
+fn call<'a>(
+    token: &'a str,
+    required: &'a [String],
+    agency: &'a str,
+    location: &'a str,
+) -> Call<'a> {
+    Call {
+        token,
+        required,
+        agency_id: agency,
+        location_id: location,
+        client_ip: "",
+        user_agent: "",
+    }
+}

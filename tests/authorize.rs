@@ -176,7 +176,7 @@ async fn malformed_requests_are_errors(backend: Backend) {
         required_scopes: scopes.iter().map(|it| (*it).to_owned()).collect(),
         agency_id: agency.to_owned(),
         location_id: location.to_owned(),
-        client_ip: String::new(),
+        ..Default::default()
     };
     let status = authorizer
         .authorize(request(&[], "", ""))

@@ -18,7 +18,7 @@ use privint::domain::token::PlainToken;
 use privint::grpc::pb;
 use privint::index::TokenIndex;
 use privint::metrics::Metrics;
-use privint::service::authorizer::Authorizer;
+use privint::service::authorizer::{Authorizer, Call};
 use prost::Message;
 
 /// An Authorizer over one location integration with `contacts.readonly`, and its token.
@@ -59,13 +59,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(request) = pb::AuthorizeRequest::decode(data) else {
         return;
     };
-    let answer = authorizer.authorize(
-        &request.token,
-        &request.required_scopes,
-        &request.agency_id,
-        &request.location_id,
-        &request.client_ip,
-    );
+    let answer = authorizer.authorize(Call {
+        token: &request.token,
+        required: &request.required_scopes,
+        agency_id: &request.agency_id,
+        location_id: &request.location_id,
+        client_ip: &request.client_ip,
+        user_agent: &request.user_agent,
+    });
     if let Ok(answer) = answer
         && matches!(answer.decision, Decision::Allow { .. })
     {

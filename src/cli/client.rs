@@ -178,6 +178,9 @@ pub struct AuthorizeArgs {
     /// The API caller's IP address, for integrations with an IP allowlist.
     #[arg(long, default_value = "")]
     pub client_ip: String,
+    /// The API caller's user agent, shown as the token's last caller.
+    #[arg(long, default_value = "")]
+    pub user_agent: String,
 }
 
 #[derive(Args)]
@@ -219,6 +222,7 @@ pub async fn authorize(client: ClientArgs, args: AuthorizeArgs) -> anyhow::Resul
         agency_id: args.agency,
         location_id: args.location,
         client_ip: args.client_ip,
+        user_agent: args.user_agent,
     };
     let response = authorizer.authorize(request).await?.into_inner();
     Output::new(client.json).decision(&response)

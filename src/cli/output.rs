@@ -221,16 +221,23 @@ fn time(time: Option<&prost_types::Timestamp>) -> String {
 }
 
 fn token_text(label: &str, token: Option<&pb::TokenInfo>) -> String {
-    match token {
-        Some(token) => format!(
-            "{label:<15} {} (id {}, created {}, expires {})\n",
-            token.hint,
-            token.id,
-            time(token.create_time.as_ref()),
-            time(token.expire_time.as_ref())
-        ),
-        None => format!("{label:<15} -\n"),
+    let Some(token) = token else {
+        return format!("{label:<15} -\n");
+    };
+    let mut text = format!(
+        "{label:<15} {} (id {}, created {}, expires {})\n",
+        token.hint,
+        token.id,
+        time(token.create_time.as_ref()),
+        time(token.expire_time.as_ref())
+    );
+    if !token.last_client_ip.is_empty() || !token.last_user_agent.is_empty() {
+        text += &format!(
+            "{:<15} {} {}\n",
+            "  last caller", token.last_client_ip, token.last_user_agent
+        );
     }
+    text
 }
 
 fn integration_text(integration: &pb::Integration) -> String {

@@ -87,6 +87,8 @@ pub struct Target<'a> {
     pub location_id: Option<&'a str>,
     /// The address of the API caller the request came from, if the API service passed it.
     pub client_ip: Option<IpAddr>,
+    /// The API caller's user agent, if passed: shown as the token's last caller, never decided on.
+    pub user_agent: Option<&'a str>,
 }
 
 /// Why a token may not make a request.

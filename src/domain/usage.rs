@@ -5,6 +5,8 @@
 //! counted and has not written yet; they are not part of an integration's state, and no
 //! lifecycle transition reads or changes them.
 
+use std::net::IpAddr;
+
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use crate::domain::scope::{Scope, ScopeSet};
@@ -20,11 +22,37 @@ pub struct DailyUsage {
     pub denied: u64,
 }
 
+/// The API caller of a request, as the API service passed it to Authorize.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LastCaller {
+    pub client_ip: Option<IpAddr>,
+    /// At most [`MAX_USER_AGENT_CHARS`] characters.
+    pub user_agent: Option<String>,
+}
+
+/// How much of a user agent is kept.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
+impl LastCaller {
+    /// Returns the caller of a request, or `None` when the request named neither.
+    pub fn of(client_ip: Option<IpAddr>, user_agent: Option<&str>) -> Option<Self> {
+        let user_agent = user_agent
+            .filter(|it| !it.is_empty())
+            .map(|it| it.chars().take(MAX_USER_AGENT_CHARS).collect());
+        (client_ip.is_some() || user_agent.is_some()).then_some(Self {
+            client_ip,
+            user_agent,
+        })
+    }
+}
+
 /// What is known of one token's use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenUsage {
     /// When it last authorized a call.
     pub last_used_time: Option<DateTime<Utc>>,
+    /// Who made an allowed call of it last (within a usage flush interval).
+    pub last_caller: Option<LastCaller>,
     /// Calls per UTC day, oldest first; empty when unknown.
     pub daily: Vec<DailyUsage>,
 }

@@ -4,7 +4,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::grpc::{Ready, convert, pb, ready};
-use crate::service::authorizer::Authorizer;
+use crate::service::authorizer::{Authorizer, Call};
 
 /// The gRPC face of [`Authorizer`].
 #[derive(Clone)]
@@ -39,13 +39,14 @@ impl pb::token_authorizer_server::TokenAuthorizer for AuthorizerApi {
             ));
         }
         let request = request.into_inner();
-        let answer = service.authorize(
-            &request.token,
-            &request.required_scopes,
-            &request.agency_id,
-            &request.location_id,
-            &request.client_ip,
-        )?;
+        let answer = service.authorize(Call {
+            token: &request.token,
+            required: &request.required_scopes,
+            agency_id: &request.agency_id,
+            location_id: &request.location_id,
+            client_ip: &request.client_ip,
+            user_agent: &request.user_agent,
+        })?;
         Ok(Response::new(convert::answer(answer)))
     }
 }

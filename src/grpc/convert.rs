@@ -331,12 +331,20 @@ fn encode_level(level: Level) -> pb::Level {
 }
 
 fn token_info(token: &TokenRecord, usage: Option<&TokenUsage>) -> pb::TokenInfo {
+    let caller = usage.and_then(|it| it.last_caller.as_ref());
     pb::TokenInfo {
         id: token.id.as_str().to_owned(),
         hint: token.hint.clone(),
         create_time: Some(timestamp(token.create_time)),
         expire_time: token.expire_time.map(timestamp),
         last_used_time: usage.and_then(|it| it.last_used_time).map(timestamp),
+        last_client_ip: caller
+            .and_then(|it| it.client_ip)
+            .map(|it| it.to_string())
+            .unwrap_or_default(),
+        last_user_agent: caller
+            .and_then(|it| it.user_agent.clone())
+            .unwrap_or_default(),
         daily_usage: usage
             .iter()
             .flat_map(|it| &it.daily)

@@ -96,7 +96,8 @@ pub mod pb {
             required_scopes,
             location_id,
             agency_id,
-            client_ip
+            client_ip,
+            user_agent
         },
         CreateIntegrationResponse { integration },
         RotateTokenResponse { integration },

@@ -36,6 +36,7 @@ use crate::domain::decision::{
 };
 use crate::domain::scope::{Catalog, ScopeBits};
 use crate::domain::token::TokenHash;
+use crate::domain::usage::LastCaller;
 use crate::index::table::{Keyed, Table};
 use crate::store::range_of;
 
@@ -133,7 +134,7 @@ pub struct TokenIndex {
     /// Every change committed before this time (Unix milliseconds) is applied; 0 until loaded.
     synced_at_millis: AtomicI64,
     /// Tokens used since the recorder last took their use.
-    dirty_tokens: Mutex<Vec<TokenHash>>,
+    dirty_tokens: Mutex<Vec<(TokenHash, Option<LastCaller>)>>,
     /// Grants whose required scopes the recorder has not taken yet.
     dirty_grants: Mutex<Vec<Arc<IndexedGrant>>>,
     /// How long an ended token stays known (answering EXPIRED or REVOKED) before it is dropped.
@@ -244,8 +245,12 @@ impl TokenIndex {
             }
             // The count is raised before the flag is read: the recorder clears the flag before
             // it takes the count, so no call is left out of both.
+            // The caller is kept once per token and round: the one whose call put it on the list.
             if !slot.dirty.load(Ordering::Relaxed) && !slot.dirty.swap(true, Ordering::AcqRel) {
-                lock(&self.dirty_tokens).push(slot.hash);
+                let caller = allowed
+                    .then(|| LastCaller::of(target.client_ip, target.user_agent))
+                    .flatten();
+                lock(&self.dirty_tokens).push((slot.hash, caller));
             }
             Lookup {
                 decision,

@@ -32,7 +32,7 @@ pub async fn record_uses(
     }
     let last_uses: Vec<_> = uses
         .iter()
-        .filter_map(|it| Some((it.token_id.clone(), it.time?)))
+        .filter_map(|it| Some((it.token_id.clone(), it.time?, it.caller.clone())))
         .collect();
     // Scopes count as required when they are written: at most one interval late.
     let scope_batch: Vec<_> = scopes

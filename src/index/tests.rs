@@ -28,6 +28,7 @@ fn decide(index: &TokenIndex, token: &PlainToken, now: DateTime<Utc>) -> Decisio
         agency_id: None,
         location_id: Some("loc1"),
         client_ip: None,
+        user_agent: None,
     };
     let required = index
         .catalog()

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::integration::{IntegrationId, TokenId};
 use crate::domain::scope::{Scope, ScopeBits};
 use crate::domain::token::TokenHash;
+use crate::domain::usage::LastCaller;
 use crate::index::{DENIED, IndexedGrant, TokenIndex, lock};
 
 /// A token's use to write to the database; see [`TokenIndex::take_unrecorded`].
@@ -20,6 +21,8 @@ pub struct UnrecordedUse {
     pub time: Option<DateTime<Utc>>,
     pub allowed: u64,
     pub denied: u64,
+    /// Who made the allowed call that put the token on the list, if the request said.
+    pub caller: Option<LastCaller>,
 }
 
 /// An integration's required scopes to write to the database.
@@ -89,7 +92,7 @@ impl TokenIndex {
     pub fn take_unrecorded(&self) -> (Vec<UnrecordedUse>, Vec<UnrecordedScopes>) {
         let hashes = std::mem::take(&mut *lock(&self.dirty_tokens));
         let mut uses = Vec::with_capacity(hashes.len());
-        for hash in hashes {
+        for (hash, caller) in hashes {
             let taken = self.tokens.read(&hash, |slot| {
                 let slot = slot?;
                 slot.dirty.store(false, Ordering::Release);
@@ -109,6 +112,7 @@ impl TokenIndex {
                     .flatten(),
                 allowed,
                 denied: calls >> 32,
+                caller,
             });
         }
         let grants = std::mem::take(&mut *lock(&self.dirty_grants));
@@ -141,7 +145,7 @@ impl TokenIndex {
                     let calls = unrecorded.allowed + unrecorded.denied * DENIED;
                     slot.calls.fetch_add(calls, Ordering::Relaxed);
                     if !slot.dirty.swap(true, Ordering::AcqRel) {
-                        lock(&self.dirty_tokens).push(slot.hash);
+                        lock(&self.dirty_tokens).push((slot.hash, unrecorded.caller.clone()));
                     }
                 }
             });

@@ -51,34 +51,28 @@ impl Authorizer {
         self.index.staleness(self.clock.now_millis())
     }
 
-    /// Decides whether `token` (bare or `Bearer ...`) may act on the account with every scope of
-    /// `required`. Nothing of the request is copied, and the clock is read once.
+    /// Decides whether the call's token (bare or `Bearer ...`) may act on its account with every
+    /// scope it requires. Nothing of the request is copied, and the clock is read once.
     ///
     /// # Errors
     /// Returns `InvalidArgument` for a malformed request: no account, a bad account id, an
     /// unknown required scope, or a client IP that is not an address. A bad token is a `Deny`,
     /// not an error.
-    pub fn authorize<'a>(
-        &'a self,
-        token: &str,
-        required: &[String],
-        agency_id: &'a str,
-        location_id: &'a str,
-        client_ip: &str,
-    ) -> Result<Answer<'a>, Error> {
+    pub fn authorize<'a>(&'a self, call: Call<'a>) -> Result<Answer<'a>, Error> {
         // One call in `LATENCY_SAMPLE` is timed: the histogram keeps its shape without two more
         // clock reads on every call.
         let started = sampled().then(Instant::now);
-        let client_ip = match client_ip {
+        let client_ip = match call.client_ip {
             "" => None,
             ip => Some(ip.parse().map_err(|_| {
                 Violation::new("client_ip", "must be an IPv4 or IPv6 address, or empty")
             })?),
         };
         let target = Target {
-            agency_id: account("agency_id", agency_id)?,
-            location_id: account("location_id", location_id)?,
+            agency_id: account("agency_id", call.agency_id)?,
+            location_id: account("location_id", call.location_id)?,
             client_ip,
+            user_agent: (!call.user_agent.is_empty()).then_some(call.user_agent),
         };
         if target.agency_id.is_none() && target.location_id.is_none() {
             return Err(Violation::new(
@@ -88,10 +82,10 @@ impl Authorizer {
             .into());
         }
         let catalog = self.index.catalog();
-        let required = catalog.required("required_scopes", required)?;
+        let required = catalog.required("required_scopes", call.required)?;
         let now = self.clock.now_millis();
         // Digested in place: no copy of the token is made.
-        let lookup = match TokenHash::parse(token) {
+        let lookup = match TokenHash::parse(call.token) {
             Ok(token_hash) => self.index.authorize(&token_hash, required, &target, now),
             Err(_) => Lookup {
                 decision: Decision::Deny(DenyReason::MalformedToken),
@@ -107,6 +101,21 @@ impl Authorizer {
             catalog,
         })
     }
+}
+
+/// One Authorize call as asked: what the token must be allowed to do, and who asked. No
+/// `Debug`: it holds the token.
+#[derive(Clone, Copy)]
+pub struct Call<'a> {
+    /// The token, or `Bearer <token>`.
+    pub token: &'a str,
+    pub required: &'a [String],
+    pub agency_id: &'a str,
+    pub location_id: &'a str,
+    /// The API caller's address (empty if unknown), for IP allowlists and the last caller.
+    pub client_ip: &'a str,
+    /// The API caller's user agent (empty if unknown), shown as the token's last caller.
+    pub user_agent: &'a str,
 }
 
 /// How many calls of a thread make one latency sample.

@@ -106,6 +106,8 @@ impl Usage {
                     last_used_time: recorded
                         .last_used_time
                         .max(self.index.last_used(&token.hash)),
+                    // As written: at most one usage flush interval behind.
+                    last_caller: recorded.last_caller,
                     daily: daily_usage(
                         recorded.daily,
                         self.index.unrecorded_calls(&token.hash),

@@ -60,8 +60,10 @@ pub(super) fn token_row(
         create_time: Set(token.create_time),
         expire_time: Set(token.expire_time),
         revoke_time: Set(token.revoke_time),
-        // Only `Store::record_usage` writes it; the token upsert leaves it alone.
+        // Only `Store::record_usage` writes these; the token upsert leaves them alone.
         last_used_time: Set(None),
+        last_client_ip: Set(None),
+        last_user_agent: Set(None),
     }
 }
 

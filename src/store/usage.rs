@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Tran
 use crate::domain::error::Error;
 use crate::domain::integration::{IntegrationId, TokenId};
 use crate::domain::scope::Scope;
-use crate::domain::usage::{DailyUsage, TokenUsage};
+use crate::domain::usage::{DailyUsage, LastCaller, TokenUsage};
 use crate::store::error::{corrupt, db_error};
 use crate::store::{Store, entity, rows};
 
@@ -23,7 +23,7 @@ impl Store {
     /// Returns `Unavailable` or `Internal` on database failure; then nothing was recorded.
     pub async fn record_usage(
         &self,
-        token_uses: &[(TokenId, DateTime<Utc>)],
+        token_uses: &[(TokenId, DateTime<Utc>, Option<LastCaller>)],
         scope_uses: &[(IntegrationId, Scope, DateTime<Utc>)],
         calls: &[(TokenId, DailyUsage)],
     ) -> Result<(), Error> {
@@ -55,15 +55,27 @@ impl Store {
                 .await
                 .map_err(db_error)?;
         }
-        for (token_id, time) in token_uses {
+        for (token_id, time, caller) in token_uses {
             use entity::token::Column;
-            entity::token::Entity::update_many()
-                .col_expr(Column::LastUsedTime, Expr::value(*time))
+            let mut update = entity::token::Entity::update_many()
+                .col_expr(Column::LastUsedTime, Expr::value(*time));
+            if let Some(caller) = caller {
+                let ip = caller.client_ip.map(|it| it.to_string());
+                update = update
+                    .col_expr(Column::LastClientIp, Expr::value(ip))
+                    .col_expr(
+                        Column::LastUserAgent,
+                        Expr::value(caller.user_agent.clone()),
+                    );
+            }
+            update
                 .filter(Column::Id.eq(token_id.as_str()))
+                // Last uses are whole seconds: a later round of the same second still brings
+                // the later caller.
                 .filter(
                     Condition::any()
                         .add(Column::LastUsedTime.is_null())
-                        .add(Column::LastUsedTime.lt(*time)),
+                        .add(Column::LastUsedTime.lte(*time)),
                 )
                 .exec(&tx)
                 .await
@@ -119,10 +131,12 @@ impl Store {
             .await
             .map_err(db_error)?;
         for row in last_uses {
-            usage
-                .entry(rows::token_id(&row.id)?)
-                .or_default()
-                .last_used_time = row.last_used_time;
+            let usage = usage.entry(rows::token_id(&row.id)?).or_default();
+            usage.last_used_time = row.last_used_time;
+            usage.last_caller = LastCaller::of(
+                row.last_client_ip.as_deref().and_then(|it| it.parse().ok()),
+                row.last_user_agent.as_deref(),
+            );
         }
         use entity::token_daily_usage::Column;
         let days = entity::token_daily_usage::Entity::find()

@@ -391,6 +391,7 @@ pub fn authorize_request(token: &str, scopes: &[&str]) -> pb::AuthorizeRequest {
         agency_id: AGENCY.to_owned(),
         location_id: LOCATION.to_owned(),
         client_ip: String::new(),
+        user_agent: String::new(),
     }
 }
 
@@ -407,6 +408,7 @@ pub async fn authorize_on(
         agency_id: agency.to_owned(),
         location_id: location.to_owned(),
         client_ip: String::new(),
+        user_agent: String::new(),
     };
     app.authorizer()
         .await

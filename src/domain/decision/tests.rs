@@ -41,6 +41,7 @@ fn target<'a>(agency: Option<&'a str>, location: Option<&'a str>) -> Target<'a> 
         agency_id: agency,
         location_id: location,
         client_ip: None,
+        user_agent: None,
     }
 }
 

@@ -14,8 +14,11 @@ pub struct Model {
     pub create_time: DateTimeUtc,
     pub expire_time: Option<DateTimeUtc>,
     pub revoke_time: Option<DateTimeUtc>,
-    /// Written in batches by `Store::record_usage`.
+    /// Written in batches by `Store::record_usage`, as are the last caller's address and user
+    /// agent.
     pub last_used_time: Option<DateTimeUtc>,
+    pub last_client_ip: Option<String>,
+    pub last_user_agent: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

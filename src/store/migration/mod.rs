@@ -13,6 +13,7 @@ mod m20261125_000005_range_digests;
 mod m20261125_000006_create_requests;
 mod m20261125_000007_disable_time;
 mod m20261125_000008_ip_allowlist;
+mod m20261125_000009_token_last_caller;
 
 /// Every migration, in order.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_create_requests::Migration),
             Box::new(m20261125_000007_disable_time::Migration),
             Box::new(m20261125_000008_ip_allowlist::Migration),
+            Box::new(m20261125_000009_token_last_caller::Migration),
         ]
     }
 }
