@@ -87,6 +87,8 @@ pub struct Activity {
     started: AtomicBool,
     /// When the last call ended, in milliseconds after `accepted`.
     idle_since_millis: AtomicU64,
+    /// Raised whenever a call starts or ends, so the reader recomputes its deadline only then.
+    changes: AtomicU32,
 }
 
 impl Activity {
@@ -96,6 +98,7 @@ impl Activity {
             calls: AtomicU32::new(0),
             started: AtomicBool::new(false),
             idle_since_millis: AtomicU64::new(0),
+            changes: AtomicU32::new(0),
         }
     }
 
@@ -115,6 +118,7 @@ impl Activity {
     fn call_started(self: &Arc<Self>) -> CallGuard {
         self.calls.fetch_add(1, Ordering::AcqRel);
         self.started.store(true, Ordering::Release);
+        self.changes.fetch_add(1, Ordering::Release);
         CallGuard(Arc::clone(self))
     }
 }
@@ -128,6 +132,7 @@ impl Drop for CallGuard {
         let millis = u64::try_from(self.0.accepted.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.0.idle_since_millis.fetch_max(millis, Ordering::AcqRel);
         self.0.calls.fetch_sub(1, Ordering::AcqRel);
+        self.0.changes.fetch_add(1, Ordering::Release);
     }
 }
 
@@ -150,6 +155,8 @@ pub struct Guarded<IO> {
     inner: IO,
     timer: Pin<Box<Sleep>>,
     activity: Arc<Activity>,
+    /// `activity.changes` when the timer was last set.
+    seen_changes: u32,
     deadlines: Deadlines,
     open: Gauge,
     _permit: OwnedSemaphorePermit,
@@ -176,6 +183,7 @@ impl Guarded<TcpStream> {
                 activity.accepted + limits.handshake_timeout,
             )),
             activity,
+            seen_changes: 0,
             deadlines: Deadlines {
                 handshake: limits.handshake_timeout,
                 idle: limits.idle_timeout,
@@ -208,24 +216,38 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             return Poll::Ready(read);
         }
         // The server always waits to read while a connection is open, so the deadline is
-        // checked here; the timer wakes this task when it passes.
-        loop {
-            let now = Instant::now();
-            let deadline = match this.activity.deadline(&this.deadlines) {
-                Some(deadline) if deadline <= now => {
-                    debug!("closing a connection that carried no call in time");
-                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
-                }
-                Some(deadline) => deadline,
-                // Checked again once the calls in flight could have ended.
-                None if this.timer.deadline() > now => this.timer.deadline(),
-                None => now + this.deadlines.idle,
-            };
-            if this.timer.deadline() != deadline {
-                this.timer.as_mut().reset(deadline);
-            }
-            ready!(this.timer.as_mut().poll(cx));
+        // checked here: set again when a call started or ended since, and checked when the
+        // timer fires (which wakes this task).
+        let changes = this.activity.changes.load(Ordering::Acquire);
+        if changes != this.seen_changes {
+            this.seen_changes = changes;
+            this.set_timer()?;
         }
+        while this.timer.as_mut().poll(cx).is_ready() {
+            this.set_timer()?;
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO> Guarded<IO> {
+    /// Sets the timer to the connection's deadline; an error once it has passed.
+    fn set_timer(&mut self) -> io::Result<()> {
+        let now = Instant::now();
+        let deadline = match self.activity.deadline(&self.deadlines) {
+            Some(deadline) if deadline <= now => {
+                debug!("closing a connection that carried no call in time");
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            Some(deadline) => deadline,
+            // Checked again once the calls in flight could have ended.
+            None if self.timer.deadline() > now => self.timer.deadline(),
+            None => now + self.deadlines.idle,
+        };
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        Ok(())
     }
 }
 
