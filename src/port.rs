@@ -11,7 +11,6 @@
 //! time-out are hyper's and tonic's, set in `app`.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -279,11 +278,6 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
-}
-
-/// Returns the remote address of the connection a request came on.
-pub fn remote_addr<B>(request: &http::Request<B>) -> Option<SocketAddr> {
-    port_info(request.extensions()).and_then(|info| info.tcp.remote_addr())
 }
 
 /// Whether the request came with a client certificate (verified at the handshake).

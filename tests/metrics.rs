@@ -32,8 +32,22 @@ async fn metrics_count_calls_results_and_tokens() {
         .await
         .expect_err("no JWT");
 
+    // Any path can be sent: paths that name no method share one label.
+    let (mut send, _closed) = common::raw::h2_connect(app.addr).await;
+    for path in ["/no.such.Service/A", "/no.such.Service/B"] {
+        let code = common::raw::raw_call(&mut send, path, &[], bytes::Bytes::new())
+            .await
+            .expect("answered");
+        assert_eq!(code, 12, "UNIMPLEMENTED");
+    }
+
     let (status, page) = get(&app, "/metrics").await;
     assert_eq!(status, 200);
+    assert_line(
+        &page,
+        r#"privint_rpc_calls_total{rpc="unknown",code="UNIMPLEMENTED"} 2"#,
+    );
+    assert!(!page.contains("no.such.Service"), "{page}");
     assert_line(
         &page,
         r#"privint_rpc_calls_total{rpc="/privint.v1.IntegrationService/CreateIntegration",code="OK"} 1"#,
